@@ -1,0 +1,6 @@
+package main
+
+import "github.com/spf13/cobra"
+
+// sendCmd is replaced by the real implementation.
+func (a *app) sendCmd() *cobra.Command { return &cobra.Command{Use: "send"} }

@@ -1,0 +1,118 @@
+// Package stripeevent reads Stripe event envelopes and the objects inside them
+// tolerantly, across every API version: fields that moved between versions are
+// looked up in each of their places, expandable references are accepted as an
+// id or as an expanded object, and unknown fields are ignored.
+package stripeevent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrMalformed is returned, wrapped with the reason, for a body that is not
+// JSON or not a Stripe event.
+var ErrMalformed = errors.New("malformed event")
+
+// Envelope is what orderhook reads from every event before storing it: enough to
+// deduplicate, order and route it. The payload itself is kept byte-exact
+// elsewhere.
+type Envelope struct {
+	ID         string    // event id, e.g. evt_1Ilz…; old sample events use other forms
+	Type       string    // e.g. invoice.paid
+	APIVersion string    // "" when the event carries none (very old events)
+	Livemode   bool      // true for live-mode events
+	Created    time.Time // event time, one-second granularity, UTC
+	ObjectID   string    // data.object.id, "" when the object has none
+	ObjectType string    // data.object.object, e.g. invoice
+	CustomerID string    // the customer the event concerns, "" when none
+}
+
+type wireEnvelope struct {
+	ID         string  `json:"id"`
+	Object     *string `json:"object"`
+	Type       string  `json:"type"`
+	APIVersion *string `json:"api_version"`
+	Created    *int64  `json:"created"`
+	Livemode   bool    `json:"livemode"`
+	Data       *struct {
+		Object json.RawMessage `json:"object"`
+	} `json:"data"`
+}
+
+// objectHead is the part of any Stripe object the envelope needs.
+type objectHead struct {
+	ID       string `json:"id"`
+	Object   string `json:"object"`
+	Customer Ref    `json:"customer"`
+}
+
+// Parse reads the envelope of a Stripe event. It returns an error wrapping
+// ErrMalformed when payload is not JSON, not an event object, or lacks the id,
+// type, created time or data.object that every Stripe event has.
+func Parse(payload []byte) (Envelope, error) {
+	var w wireEnvelope
+	if err := json.Unmarshal(payload, &w); err != nil {
+		return Envelope{}, fmt.Errorf("%w: %s", ErrMalformed, jsonProblem(err))
+	}
+	if err := w.validate(); err != nil {
+		return Envelope{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	var head objectHead
+	if err := json.Unmarshal(w.Data.Object, &head); err != nil {
+		return Envelope{}, fmt.Errorf("%w: data.object: %s", ErrMalformed, jsonProblem(err))
+	}
+	env := Envelope{
+		ID:         w.ID,
+		Type:       w.Type,
+		Livemode:   w.Livemode,
+		Created:    time.Unix(*w.Created, 0).UTC(),
+		ObjectID:   head.ID,
+		ObjectType: head.Object,
+		CustomerID: string(head.Customer),
+	}
+	if w.APIVersion != nil {
+		env.APIVersion = *w.APIVersion
+	}
+	if head.Object == "customer" {
+		env.CustomerID = head.ID
+	}
+	return env, nil
+}
+
+func (w *wireEnvelope) validate() error {
+	switch {
+	case w.Object != nil && *w.Object != "event":
+		return fmt.Errorf("object is %q, not \"event\"", *w.Object)
+	case w.ID == "":
+		return errors.New("no id")
+	case w.Type == "":
+		return errors.New("no type")
+	case w.Created == nil:
+		return errors.New("no created time")
+	case w.Data == nil || !isObject(w.Data.Object):
+		return errors.New("data.object is not an object")
+	}
+	return nil
+}
+
+func isObject(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && raw[0] == '{'
+}
+
+// jsonProblem describes a decoding error without echoing the input.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("invalid JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q has the wrong type (%s)", typ.Field, typ.Value)
+	default:
+		return err.Error()
+	}
+}

@@ -1,0 +1,73 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+
+	"github.com/lib/pq"
+)
+
+var (
+	// ErrNotFound is returned when the requested row does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrUnavailable wraps failures to reach the database: refused or dropped
+	// connections, a server shutting down or not yet accepting connections.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrLeased is returned when an operation is refused because a worker holds
+	// the row under a lease.
+	ErrLeased = errors.New("event is leased by a worker")
+	// ErrConflict is returned when a row is not in a state that allows the
+	// operation (for example replaying an event that is not dead).
+	ErrConflict = errors.New("conflicting state")
+)
+
+// translate maps driver errors to the package's sentinels, keeping the cause.
+func translate(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case isUnavailable(err):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	default:
+		return err
+	}
+}
+
+func isUnavailable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		switch {
+		case pqErr.Code.Class() == "08", // connection exception
+			pqErr.Code.Class() == "53", // insufficient resources
+			pqErr.Code == "57P01",      // admin_shutdown
+			pqErr.Code == "57P02",      // crash_shutdown
+			pqErr.Code == "57P03":      // cannot_connect_now
+			return true
+		}
+		return false
+	}
+	var netErr net.Error
+	return errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) ||
+		errors.As(err, &netErr) ||
+		errors.Is(err, sql.ErrConnDone)
+}
+
+// isRetryable reports whether a transaction failed only because it lost a
+// race with another one (serialization failure or deadlock) and may be rerun.
+func isRetryable(err error) bool {
+	var pqErr *pq.Error
+	return errors.As(err, &pqErr) && (pqErr.Code == "40001" || pqErr.Code == "40P01")
+}

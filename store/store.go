@@ -1,0 +1,168 @@
+// Package store keeps orderhook's state: the inbox of webhook events, the
+// history of attempts, and the Stripe mirror. It owns every SQL statement and
+// speaks two dialects: PostgreSQL (production; many replicas share one
+// database) and SQLite (the embedded default; one process).
+//
+// Exported methods own their transactions. Driver errors are translated once,
+// here: callers branch on ErrNotFound, ErrUnavailable and friends.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq"  // registers the "postgres" driver
+	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go)
+)
+
+// Dialect names a supported database engine.
+type Dialect string
+
+// The supported dialects.
+const (
+	Postgres Dialect = "postgres"
+	SQLite   Dialect = "sqlite"
+)
+
+// DB is a handle on an orderhook database. It is safe for concurrent use.
+type DB struct {
+	db      *sqlx.DB
+	dialect Dialect
+	dsn     string
+	wake    *broadcaster
+}
+
+// Open connects to the database named by rawURL: "sqlite:PATH" (relative or
+// absolute; the file is created if missing) or "postgres://…". It does not
+// migrate; call Migrate. It returns an error naming the accepted forms when
+// rawURL is neither.
+func Open(ctx context.Context, rawURL string) (*DB, error) {
+	dialect, dsn, err := parseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	sqldb, err := sqlx.Open(string(dialect), dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", Redact(rawURL), err)
+	}
+	if dialect == SQLite {
+		// One writer at a time is SQLite's model; one connection makes it
+		// explicit and serializes every transaction in this process.
+		sqldb.SetMaxOpenConns(1)
+	} else {
+		sqldb.SetMaxOpenConns(32)
+		sqldb.SetMaxIdleConns(32)
+		sqldb.SetConnMaxIdleTime(5 * time.Minute)
+	}
+	db := &DB{db: sqldb, dialect: dialect, dsn: dsn, wake: newBroadcaster()}
+	if err := db.Ping(ctx); err != nil {
+		_ = sqldb.Close()
+		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), err)
+	}
+	return db, nil
+}
+
+// parseURL maps an orderhook database URL to a driver name and DSN.
+func parseURL(rawURL string) (Dialect, string, error) {
+	switch {
+	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
+		u, err := url.Parse(rawURL)
+		if err != nil {
+			return "", "", fmt.Errorf("database URL %s: %w", Redact(rawURL), err)
+		}
+		// Times come back in UTC whatever the server's default zone.
+		q := u.Query()
+		if q.Get("timezone") == "" {
+			q.Set("timezone", "UTC")
+			u.RawQuery = q.Encode()
+		}
+		return Postgres, u.String(), nil
+	case strings.HasPrefix(rawURL, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(rawURL, "sqlite:"), "//")
+		if path == "" {
+			return "", "", errors.New(`database URL "sqlite:" has no path: use sqlite:orderhook.db or sqlite:/abs/path.db`)
+		}
+		return SQLite, sqliteDSN(path), nil
+	default:
+		return "", "", fmt.Errorf("database URL %q is not supported: use sqlite:PATH or postgres://USER@HOST:PORT/DB", Redact(rawURL))
+	}
+}
+
+// sqliteDSN sets the pragmas orderhook relies on: WAL with full fsync (an
+// acknowledged event survives power loss), foreign keys, a busy timeout, and
+// UTC time text that sorts in time order.
+func sqliteDSN(path string) string {
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)", "busy_timeout(10000)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_time_format", "sqlite")
+	q.Set("_timezone", "UTC")
+	q.Set("_texttotime", "1")
+	q.Set("_txlock", "immediate")
+	return "file:" + path + "?" + q.Encode()
+}
+
+// Redact hides the password in a database URL so that it can be logged.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.User == nil {
+		return rawURL
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Dialect reports which engine db talks to.
+func (db *DB) Dialect() Dialect { return db.dialect }
+
+// Ping checks that the database answers. It returns an error wrapping
+// ErrUnavailable when it does not.
+func (db *DB) Ping(ctx context.Context) error {
+	return translate(db.db.PingContext(ctx))
+}
+
+// Close closes every connection and stops the notification listener.
+func (db *DB) Close() error {
+	db.wake.close()
+	return db.db.Close()
+}
+
+// SQLX returns the underlying connection pool, for handlers and tests that run
+// their own SQL next to orderhook's.
+func (db *DB) SQLX() *sqlx.DB { return db.db }
+
+// withTx runs fn in a transaction, committing when fn returns nil and rolling
+// back otherwise.
+func (db *DB) withTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	tx, err := db.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return translate(err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return translate(tx.Commit())
+}
+
+// rebind turns $n placeholders into the dialect's form.
+func (db *DB) rebind(query string) string {
+	if db.dialect == SQLite {
+		return sqlx.Rebind(sqlx.QUESTION, query)
+	}
+	return query
+}
+
+// nullable turns "" into SQL NULL.
+func nullable(s string) sql.NullString {
+	return sql.NullString{String: s, Valid: s != ""}
+}

@@ -1,0 +1,118 @@
+// Package storetest gives each test its own migrated database: a temporary
+// SQLite file, or a fresh schema on the PostgreSQL server named by
+// ORDERHOOK_TEST_DATABASE_URL. When that variable is set or CI=true, the
+// PostgreSQL tests must run: a missing server is a failure, never a skip.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderhook/orderhook/store"
+)
+
+// EnvURL names the variable holding the test PostgreSQL URL.
+const EnvURL = "ORDERHOOK_TEST_DATABASE_URL"
+
+// SQLiteURL returns the URL of a fresh SQLite file in t's temporary directory.
+func SQLiteURL(t testing.TB) string {
+	t.Helper()
+	return "sqlite:" + filepath.Join(t.TempDir(), "orderhook.db")
+}
+
+// PostgresURL creates a schema for t on the test server and returns a URL
+// whose connections use it; the schema is dropped when t ends. It skips t when
+// no server is configured, unless CI=true.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv(EnvURL)
+	if base == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set but CI=true: the PostgreSQL tests must run", EnvURL)
+		}
+		t.Skipf("%s not set; skipping PostgreSQL test", EnvURL)
+	}
+	admin, err := sqlx.Open("postgres", base)
+	require.NoError(t, err)
+	defer admin.Close()
+
+	schema := "test_" + randomHex(t, 8)
+	_, err = admin.Exec(`CREATE SCHEMA ` + schema)
+	require.NoError(t, err, "create schema on %s", store.Redact(base))
+	t.Cleanup(func() {
+		admin, err := sqlx.Open("postgres", base)
+		if err != nil {
+			return
+		}
+		defer admin.Close()
+		_, _ = admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
+	})
+
+	u, err := url.Parse(base)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// Open opens and migrates the database at rawURL and closes it when t ends.
+func Open(t testing.TB, rawURL string) *store.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, rawURL)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	_, err = db.Migrate(ctx)
+	require.NoError(t, err)
+	return db
+}
+
+// SQLite returns a migrated database in a fresh SQLite file.
+func SQLite(t testing.TB) *store.DB {
+	t.Helper()
+	return Open(t, SQLiteURL(t))
+}
+
+// Postgres returns a migrated database in a fresh PostgreSQL schema.
+func Postgres(t testing.TB) *store.DB {
+	t.Helper()
+	return Open(t, PostgresURL(t))
+}
+
+// Dialects runs fn as a parallel subtest once per dialect, each with its own
+// fresh URL (not yet opened), so one test covers SQLite and PostgreSQL.
+func Dialects(t *testing.T, fn func(t *testing.T, rawURL string)) {
+	t.Helper()
+	for _, d := range []struct {
+		name string
+		url  func(testing.TB) string
+	}{{"sqlite", SQLiteURL}, {"postgres", PostgresURL}} {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, d.url(t))
+		})
+	}
+}
+
+// Each runs fn as a parallel subtest once per dialect with a migrated database.
+func Each(t *testing.T, fn func(t *testing.T, db *store.DB)) {
+	t.Helper()
+	Dialects(t, func(t *testing.T, rawURL string) { fn(t, Open(t, rawURL)) })
+}
+
+func randomHex(t testing.TB, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	return hex.EncodeToString(b)
+}
