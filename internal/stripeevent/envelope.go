@@ -116,3 +116,20 @@ func jsonProblem(err error) string {
 		return err.Error()
 	}
 }
+
+// DecodeObject decodes data.object of the event in payload into v. It
+// returns an error wrapping ErrMalformed when the payload does not fit v.
+func DecodeObject(payload []byte, v any) error {
+	var w struct {
+		Data struct {
+			Object json.RawMessage `json:"object"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(payload, &w); err != nil {
+		return fmt.Errorf("%w: %s", ErrMalformed, jsonProblem(err))
+	}
+	if err := json.Unmarshal(w.Data.Object, v); err != nil {
+		return fmt.Errorf("%w: data.object: %s", ErrMalformed, jsonProblem(err))
+	}
+	return nil
+}

@@ -1,0 +1,52 @@
+package reconcile
+
+import (
+	"context"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/orderhook/orderhook/internal/stripeevent"
+	"github.com/orderhook/orderhook/store"
+)
+
+// Event is what a registered handler receives: the envelope of a verified
+// Stripe event and its raw payload, byte-exact as Stripe sent it.
+type Event struct {
+	ID         string
+	Type       string
+	APIVersion string
+	Livemode   bool
+	Created    time.Time
+	CustomerID string
+	ObjectID   string
+	Attempt    int    // 1 for the first attempt to apply the event
+	Payload    []byte // the raw body Stripe signed
+}
+
+// DecodeObject decodes the event's data.object into v, for example a
+// *stripe.Invoice. It returns an error when the payload does not fit v.
+func (e Event) DecodeObject(v any) error {
+	return stripeevent.DecodeObject(e.Payload, v)
+}
+
+// HandlerFunc applies one event inside the transaction that also marks the
+// event applied: the handler's writes through tx commit exactly once,
+// together with the status change, or not at all. A returned error rolls
+// everything back and the event is retried with backoff, then dead-lettered.
+// Handlers run after the built-in mirror is written for the event.
+type HandlerFunc func(ctx context.Context, tx *sqlx.Tx, ev Event) error
+
+func handlerEvent(ev store.Event) Event {
+	return Event{
+		ID:         ev.ID,
+		Type:       ev.Type,
+		APIVersion: ev.APIVersion,
+		Livemode:   ev.Livemode,
+		Created:    ev.Created,
+		CustomerID: ev.CustomerID,
+		ObjectID:   ev.ObjectID,
+		Attempt:    ev.Attempts + 1,
+		Payload:    ev.Payload,
+	}
+}

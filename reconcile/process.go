@@ -1,0 +1,156 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/orderhook/orderhook/store"
+)
+
+// process applies, defers or ignores one claimed event, or records its
+// failure. It returns an error only when the store itself is unavailable,
+// so that the loop backs off; the event's lease then expires and it is
+// claimed again without an attempt being counted against it.
+func (w *Worker) process(ctx context.Context, name string, ev store.Event) error {
+	start := w.cfg.Now()
+	var tr Transition
+	err := w.store.Process(ctx, ev, name, start, func(ctx context.Context, tx *store.Tx) error {
+		var err error
+		tr, err = w.apply(ctx, tx, start)
+		return err
+	})
+	tr.Worker, tr.Duration = name, w.cfg.Now().Sub(start)
+	switch {
+	case err == nil:
+		w.report(ev, tr)
+		return nil
+	case errors.Is(err, store.ErrNotClaimed):
+		w.logger.Debug().Str("event_id", ev.ID).Str("worker", name).Err(err).Msg("skipped: no longer ours")
+		return nil
+	case ctx.Err() != nil:
+		return nil
+	case errors.Is(err, store.ErrUnavailable):
+		return err
+	default:
+		return w.fail(ctx, name, ev, start, err)
+	}
+}
+
+// apply decides the fate of the event locked in tx and records it there.
+func (w *Worker) apply(ctx context.Context, tx *store.Tx, now time.Time) (Transition, error) {
+	ev := tx.Event()
+	tr := Transition{Attempt: ev.Attempts + 1, At: now}
+	builtin, handler := builtinApplier(ev), w.rules.handlers[ev.Type]
+	if builtin == nil && handler == nil {
+		tr.Outcome = store.OutcomeIgnored
+		return tr, tx.MarkIgnored(ctx)
+	}
+	if dep := w.rules.dependency(ev); dep != "" {
+		ok, err := tx.CustomerExists(ctx, ev.CustomerID)
+		if err != nil {
+			return tr, err
+		}
+		if !ok {
+			tr.Outcome, tr.WaitingFor, tr.Attempt = store.OutcomeDeferred, dep, ev.Attempts
+			return tr, tx.MarkDeferred(ctx, dep, now.Add(w.cfg.DependencyTimeout))
+		}
+	}
+	note, err := w.write(ctx, tx, ev, builtin, handler)
+	if err != nil {
+		return tr, err
+	}
+	if err := tx.MarkApplied(ctx, note); err != nil {
+		return tr, err
+	}
+	tr.Outcome = store.OutcomeApplied
+	if w.rules.createsCustomer(ev) {
+		n, err := tx.Release(ctx, customerDependency(ev.CustomerID))
+		tr.Released = n
+		return tr, err
+	}
+	return tr, nil
+}
+
+// write runs the built-in applier and the registered handler for ev, and
+// creates the customer row when ev is one of the customer events.
+func (w *Worker) write(ctx context.Context, tx *store.Tx, ev store.Event, builtin applier, handler HandlerFunc) (string, error) {
+	var note string
+	if builtin != nil {
+		var err error
+		if note, err = builtin(ctx, tx, ev); err != nil {
+			return "", fmt.Errorf("apply %s to the mirror: %w", ev.Type, err)
+		}
+	}
+	if w.rules.createsCustomer(ev) {
+		if err := tx.EnsureCustomer(ctx, ev.CustomerID); err != nil {
+			return "", err
+		}
+	}
+	if handler != nil {
+		if err := handler(ctx, tx.SQLX(), handlerEvent(ev)); err != nil {
+			return "", fmt.Errorf("handler for %s: %w", ev.Type, err)
+		}
+	}
+	return note, nil
+}
+
+// fail records a failed attempt: retried with backoff, or dead after
+// MaxAttempts.
+func (w *Worker) fail(ctx context.Context, name string, ev store.Event, start time.Time, cause error) error {
+	attempt := ev.Attempts + 1
+	dead := attempt >= w.cfg.MaxAttempts
+	next := start.Add(backoff(attempt, w.cfg.BackoffBase, w.cfg.BackoffMax))
+	_, err := w.store.Fail(context.WithoutCancel(ctx), store.Failure{
+		EventID: ev.ID, Worker: name, Err: cause.Error(), Now: start, NextAttemptAt: next, Dead: dead,
+	})
+	switch {
+	case errors.Is(err, store.ErrNotClaimed):
+		return nil
+	case err != nil:
+		w.logger.Error().Err(err).AnErr("cause", cause).Str("event_id", ev.ID).Str("worker", name).Msg("record failure")
+		return err
+	}
+	tr := Transition{Outcome: store.OutcomeFailed, Attempt: attempt, Worker: name, Err: cause, At: start, Duration: w.cfg.Now().Sub(start)}
+	if dead {
+		tr.Outcome = store.OutcomeDead
+	}
+	w.report(ev, tr)
+	return nil
+}
+
+// report logs a committed transition once and hands it to OnTransition.
+func (w *Worker) report(ev store.Event, tr Transition) {
+	tr.EventID, tr.Type, tr.CustomerID, tr.Received = ev.ID, ev.Type, ev.CustomerID, ev.ReceivedAt
+	if tr.At.IsZero() {
+		tr.At = w.cfg.Now()
+	}
+	w.log(tr)
+	if w.cfg.OnTransition != nil {
+		w.cfg.OnTransition(tr)
+	}
+}
+
+func (w *Worker) log(tr Transition) {
+	var e *zerolog.Event
+	switch tr.Outcome {
+	case store.OutcomeDead:
+		e = w.logger.Error().Err(tr.Err)
+	case store.OutcomeFailed:
+		e = w.logger.Warn().Err(tr.Err)
+	default:
+		e = w.logger.Info()
+	}
+	e = e.Str("event_id", tr.EventID).Str("type", tr.Type).Str("customer_id", tr.CustomerID).
+		Int("attempt", tr.Attempt).Str("worker", tr.Worker).Str("outcome", tr.Outcome)
+	if tr.WaitingFor != "" {
+		e = e.Str("waiting_for", tr.WaitingFor)
+	}
+	if tr.Released > 0 {
+		e = e.Int("released", tr.Released)
+	}
+	e.Dur("duration", tr.Duration).Msg("event " + tr.Outcome)
+}

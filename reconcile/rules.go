@@ -1,0 +1,46 @@
+package reconcile
+
+import "github.com/orderhook/orderhook/store"
+
+// DefaultCustomerEvents are the event types that create the customer row
+// other events wait for.
+var DefaultCustomerEvents = []string{"customer.created", "customer.updated", "customer.subscription.created"}
+
+// rules decide, for an event, whether orderhook handles it and what it waits
+// for. They are fixed when a Worker or Checker is built.
+type rules struct {
+	customerEvents map[string]bool
+	handlers       map[string]HandlerFunc
+}
+
+func newRules(customerEvents []string, handlers map[string]HandlerFunc) rules {
+	if customerEvents == nil {
+		customerEvents = DefaultCustomerEvents
+	}
+	r := rules{customerEvents: make(map[string]bool, len(customerEvents)), handlers: handlers}
+	for _, t := range customerEvents {
+		r.customerEvents[t] = true
+	}
+	return r
+}
+
+// handles reports whether a built-in applier or a registered handler takes
+// the event; other events are ignored.
+func (r rules) handles(ev store.Event) bool {
+	return builtinApplier(ev) != nil || r.handlers[ev.Type] != nil
+}
+
+// createsCustomer reports whether applying ev creates its customer's row.
+func (r rules) createsCustomer(ev store.Event) bool {
+	return ev.CustomerID != "" && r.customerEvents[ev.Type]
+}
+
+// dependency returns what ev waits for before it can be applied, or "".
+func (r rules) dependency(ev store.Event) string {
+	if ev.CustomerID == "" || r.createsCustomer(ev) {
+		return ""
+	}
+	return customerDependency(ev.CustomerID)
+}
+
+func customerDependency(id string) string { return "customer:" + id }

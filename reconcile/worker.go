@@ -1,0 +1,197 @@
+// Package reconcile applies the events of the inbox in dependency order,
+// exactly once. A Worker claims due events under a lease, applies each in one
+// transaction (Stripe mirror, registered handlers, status change, history,
+// release of the events that waited for it), defers an event whose customer
+// does not exist yet, retries failures with capped exponential backoff and
+// full jitter, and dead-letters what cannot be applied.
+package reconcile
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/orderhook/orderhook/store"
+)
+
+// Store is what a Worker needs of the inbox; *store.DB satisfies it.
+type Store interface {
+	Claim(ctx context.Context, p store.ClaimParams) ([]store.Event, error)
+	Process(ctx context.Context, ev store.Event, worker string, now time.Time, fn func(ctx context.Context, tx *store.Tx) error) error
+	Fail(ctx context.Context, f store.Failure) (int, error)
+	ExpireDeferred(ctx context.Context, now time.Time, limit int, worker string) ([]store.Event, error)
+	Subscribe() (<-chan struct{}, func())
+}
+
+// Config configures a Worker. Zero values take the documented defaults.
+type Config struct {
+	Name              string        // worker name in leases and history; default "worker"
+	Workers           int           // concurrent loops; default 4
+	BatchSize         int           // events claimed at once per loop; default 16
+	Lease             time.Duration // how long a claim is held; default 1m
+	PollInterval      time.Duration // fallback when no wake-up arrives; default 1s
+	MaxAttempts       int           // failed attempts before dead; default 12
+	DependencyTimeout time.Duration // how long an event may stay deferred; default 72h
+	BackoffBase       time.Duration // first retry delay ceiling; default 1s
+	BackoffMax        time.Duration // retry delay cap; default 1h
+	// CustomerEvents are the event types that create the customer row other
+	// events wait for; default DefaultCustomerEvents.
+	CustomerEvents []string
+	// Handlers run, per event type, inside the apply transaction.
+	Handlers map[string]HandlerFunc
+	// OnTransition, when set, is called after every committed transition.
+	OnTransition func(Transition)
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Transition is a committed change of an event's state, reported to
+// Config.OnTransition: the hook for metrics and for tests that wait.
+type Transition struct {
+	EventID    string
+	Type       string
+	CustomerID string
+	Outcome    string // one of the store.Outcome* values
+	Attempt    int
+	Worker     string
+	WaitingFor string        // for deferred
+	Released   int           // events released by this application
+	Err        error         // for failed and dead
+	Received   time.Time     // when the event entered the inbox
+	Duration   time.Duration // time spent in the attempt
+	At         time.Time
+}
+
+// Worker applies inbox events. Create it with NewWorker and start it with Run.
+type Worker struct {
+	cfg    Config
+	store  Store
+	rules  rules
+	logger zerolog.Logger
+}
+
+// NewWorker returns a Worker over st. It returns an error when cfg holds a
+// negative count or duration.
+func NewWorker(cfg Config, st Store, logger zerolog.Logger) (*Worker, error) {
+	if cfg.Workers < 0 || cfg.BatchSize < 0 || cfg.MaxAttempts < 0 || cfg.Lease < 0 ||
+		cfg.PollInterval < 0 || cfg.DependencyTimeout < 0 || cfg.BackoffBase < 0 || cfg.BackoffMax < 0 {
+		return nil, errors.New("reconcile: counts and durations must not be negative")
+	}
+	cfg.Name = cmp.Or(cfg.Name, "worker")
+	cfg.Workers = cmp.Or(cfg.Workers, 4)
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, 16)
+	cfg.Lease = cmp.Or(cfg.Lease, time.Minute)
+	cfg.PollInterval = cmp.Or(cfg.PollInterval, time.Second)
+	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, 12)
+	cfg.DependencyTimeout = cmp.Or(cfg.DependencyTimeout, 72*time.Hour)
+	cfg.BackoffBase = cmp.Or(cfg.BackoffBase, time.Second)
+	cfg.BackoffMax = cmp.Or(cfg.BackoffMax, time.Hour)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Worker{
+		cfg:    cfg,
+		store:  st,
+		rules:  newRules(cfg.CustomerEvents, cfg.Handlers),
+		logger: logger.With().Str("component", "reconcile").Logger(),
+	}, nil
+}
+
+// Run processes events until ctx is done, then returns nil once every loop
+// has finished its current transaction. It returns early only if a loop
+// fails in a way it cannot recover from.
+func (w *Worker) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for i := range w.cfg.Workers {
+		name := fmt.Sprintf("%s/%d", w.cfg.Name, i)
+		g.Go(func() error { return w.loop(ctx, name) })
+	}
+	g.Go(func() error { return w.sweep(ctx, w.cfg.Name+"/sweeper") })
+	return g.Wait()
+}
+
+// loop claims and processes batches, sleeping until a wake-up or the poll
+// interval when nothing is due, and backing off while the store fails.
+func (w *Worker) loop(ctx context.Context, name string) error {
+	wake, unsubscribe := w.store.Subscribe()
+	defer unsubscribe()
+	failures := 0
+	for {
+		n, err := w.RunOnce(ctx, name)
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := jitter(w.cfg.PollInterval)
+		switch {
+		case err != nil:
+			failures++
+			wait = backoff(failures, w.cfg.PollInterval, 30*time.Second)
+			w.logger.Error().Err(err).Str("worker", name).Dur("retry_in", wait).Msg("claim failed")
+		case n == w.cfg.BatchSize:
+			failures = 0
+			continue // more may be due
+		default:
+			failures = 0
+		}
+		if !sleep(ctx, wake, wait) {
+			return nil
+		}
+	}
+}
+
+// RunOnce claims one batch as worker name and processes it. It returns how
+// many events it claimed, and an error only when the store failed.
+func (w *Worker) RunOnce(ctx context.Context, name string) (int, error) {
+	events, err := w.store.Claim(ctx, store.ClaimParams{
+		Worker: name, Limit: w.cfg.BatchSize, Now: w.cfg.Now(), Lease: w.cfg.Lease,
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, ev := range events {
+		if err := w.process(ctx, name, ev); err != nil {
+			return len(events), err
+		}
+	}
+	return len(events), nil
+}
+
+// sleep waits for a wake-up, d, or ctx; it reports false when ctx is done.
+func sleep(ctx context.Context, wake <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-wake:
+	case <-t.C:
+	}
+	return true
+}
+
+// sweep dead-letters deferred events whose dependency timed out.
+func (w *Worker) sweep(ctx context.Context, name string) error {
+	for {
+		expired, err := w.store.ExpireDeferred(ctx, w.cfg.Now(), 100, name)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			w.logger.Error().Err(err).Str("worker", name).Msg("expire deferred events")
+		}
+		for _, ev := range expired {
+			w.report(ev, Transition{Outcome: store.OutcomeDead, Worker: name, WaitingFor: ev.WaitingFor, Err: errors.New(ev.LastError)})
+		}
+		if len(expired) == 100 {
+			continue
+		}
+		if !sleep(ctx, nil, jitter(w.cfg.PollInterval)) {
+			return nil
+		}
+	}
+}

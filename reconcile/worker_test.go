@@ -1,0 +1,209 @@
+package reconcile_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderhook/orderhook/internal/scenario"
+	"github.com/orderhook/orderhook/reconcile"
+	"github.com/orderhook/orderhook/store"
+	"github.com/orderhook/orderhook/store/storetest"
+)
+
+// An invoice that arrives before its customer waits on a named dependency and
+// is applied when the customer is, through a wake-up: the poll interval is an
+// hour, so a poll cannot be what releases it.
+func TestDeferredEventIsReleasedByItsDependency(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "rel"})
+		paid, created := find(t, s, "invoice.paid"), find(t, s, "customer.created")
+		h := startWorker(t, db, reconcile.Config{PollInterval: time.Hour})
+
+		insert(t, db, paid, time.Now())
+		tr := h.waitOutcome(t, paid.ID, store.OutcomeDeferred)
+		require.Equal(t, "customer:"+paid.CustomerID, tr.WaitingFor)
+		ev := event(t, db, paid.ID)
+		require.Equal(t, store.StatusDeferred, ev.Status)
+		require.Equal(t, "customer:"+paid.CustomerID, ev.WaitingFor)
+
+		insert(t, db, created, time.Now())
+		require.Equal(t, 1, h.waitOutcome(t, created.ID, store.OutcomeApplied).Released)
+		h.waitOutcome(t, paid.ID, store.OutcomeApplied)
+		require.Equal(t, []string{"deferred", "released", "applied"}, attemptOutcomes(t, db, paid.ID))
+		require.Equal(t, store.StatusApplied, event(t, db, paid.ID).Status)
+	})
+}
+
+func TestUnknownTypesAreIgnored(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		h := startWorker(t, db, reconcile.Config{PollInterval: time.Hour})
+		payload := []byte(`{"id":"evt_prod","object":"event","type":"product.created","created":1700000000,"data":{"object":{"id":"prod_1","object":"product"}}}`)
+		insert(t, db, scenario.Event{Payload: payload}, time.Now())
+		h.waitOutcome(t, "evt_prod", store.OutcomeIgnored)
+		require.Equal(t, store.StatusIgnored, event(t, db, "evt_prod").Status)
+		require.Equal(t, []string{"ignored"}, attemptOutcomes(t, db, "evt_prod"))
+	})
+}
+
+func TestDependencyTimeoutMakesEventDead(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		clk := newClock()
+		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "dto"})
+		paid := find(t, s, "invoice.paid")
+		h := startWorker(t, db, reconcile.Config{Now: clk.Now, PollInterval: 5 * time.Millisecond, DependencyTimeout: time.Hour})
+
+		insert(t, db, paid, clk.Now())
+		h.waitOutcome(t, paid.ID, store.OutcomeDeferred)
+		clk.Advance(time.Hour + time.Second)
+		tr := h.waitOutcome(t, paid.ID, store.OutcomeDead)
+		require.Contains(t, tr.Err.Error(), "customer:"+paid.CustomerID)
+
+		ev := event(t, db, paid.ID)
+		require.Equal(t, store.StatusDead, ev.Status)
+		require.Contains(t, ev.LastError, "dependency timeout")
+		require.Contains(t, ev.LastError, "customer:"+paid.CustomerID)
+		require.Equal(t, []string{"deferred", "dead"}, attemptOutcomes(t, db, paid.ID))
+	})
+}
+
+// A failing handler is retried with backoff and then dead-lettered, while
+// other customers' events keep being applied.
+func TestHandlerErrorsAreRetriedThenDead(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := scenario.Generate(scenario.Config{Customers: 2, Prefix: "fail"})
+		poisoned := s.Events[0].CustomerID
+		h := startWorker(t, db, reconcile.Config{
+			PollInterval: 5 * time.Millisecond, BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 3,
+			Handlers: map[string]reconcile.HandlerFunc{
+				"customer.created": func(_ context.Context, _ *sqlx.Tx, ev reconcile.Event) error {
+					if ev.CustomerID == poisoned {
+						return fmt.Errorf("crm rejected %s (attempt %d)", ev.CustomerID, ev.Attempt)
+					}
+					return nil
+				},
+			},
+		})
+		var healthy []scenario.Event
+		for _, ev := range s.Events {
+			insert(t, db, ev, time.Now())
+			if ev.CustomerID != poisoned {
+				healthy = append(healthy, ev)
+			}
+		}
+		dead := h.waitFor(t, "poisoned event dead", func(tr reconcile.Transition) bool {
+			return tr.Outcome == store.OutcomeDead && tr.CustomerID == poisoned
+		})
+		require.Equal(t, 3, dead.Attempt)
+		require.ErrorContains(t, dead.Err, "crm rejected")
+		require.Equal(t, []string{"failed", "failed", "dead"}, attemptOutcomes(t, db, dead.EventID))
+		ev := event(t, db, dead.EventID)
+		require.Equal(t, store.StatusDead, ev.Status)
+		require.Equal(t, 3, ev.Attempts)
+		require.Contains(t, ev.LastError, "attempt 3")
+
+		for _, want := range healthy {
+			got := event(t, db, want.ID)
+			for got.Status != store.StatusApplied {
+				h.waitFor(t, "healthy events applied", func(tr reconcile.Transition) bool { return tr.EventID == want.ID })
+				got = event(t, db, want.ID)
+			}
+		}
+	})
+}
+
+// A handler's writes commit with the status change: a failure after the
+// write rolls it back, and the retry writes once.
+func TestHandlerWritesCommitExactlyOnce(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		_, err := db.SQLX().Exec(`CREATE TABLE credits (invoice_id text PRIMARY KEY, amount bigint NOT NULL)`)
+		require.NoError(t, err)
+		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "once"})
+		failOnce := true
+		h := startWorker(t, db, reconcile.Config{
+			Workers: 1, PollInterval: 5 * time.Millisecond, BackoffBase: time.Millisecond,
+			Handlers: map[string]reconcile.HandlerFunc{
+				"invoice.paid": func(ctx context.Context, tx *sqlx.Tx, ev reconcile.Event) error {
+					var inv struct {
+						AmountPaid int64 `json:"amount_paid"`
+					}
+					if err := ev.DecodeObject(&inv); err != nil {
+						return err
+					}
+					if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO credits (invoice_id, amount) VALUES (?, ?)`), ev.ObjectID, inv.AmountPaid); err != nil {
+						return err
+					}
+					if failOnce {
+						failOnce = false
+						return errors.New("downstream timeout after the write")
+					}
+					return nil
+				},
+			},
+		})
+		for _, ev := range s.Events {
+			insert(t, db, ev, time.Now())
+		}
+		paid := find(t, s, "invoice.paid")
+		h.waitOutcome(t, paid.ID, store.OutcomeApplied)
+		var n int
+		require.NoError(t, db.SQLX().Get(&n, `SELECT count(*) FROM credits`))
+		require.Equal(t, 1, n)
+		require.Equal(t, []string{"failed", "applied"}, attemptOutcomes(t, db, paid.ID))
+	})
+}
+
+// A worker that claimed an event and died, or died inside the apply
+// transaction, leaves it to another worker once the lease expires; it is
+// applied exactly once.
+func TestExpiredLeaseIsTakenOverOnce(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		clk := newClock()
+		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "lease"})
+		created := find(t, s, "customer.created")
+		insert(t, db, created, clk.Now())
+
+		claimed, err := db.Claim(ctx, store.ClaimParams{Worker: "doomed", Limit: 10, Now: clk.Now(), Lease: time.Minute})
+		require.NoError(t, err)
+		require.Len(t, claimed, 1)
+		// The doomed worker dies mid-transaction, after writing the mirror.
+		dying, die := context.WithCancel(ctx)
+		err = db.Process(dying, claimed[0], "doomed", clk.Now(), func(ctx context.Context, tx *store.Tx) error {
+			require.NoError(t, tx.EnsureCustomer(ctx, created.CustomerID))
+			die()
+			return ctx.Err()
+		})
+		require.Error(t, err)
+
+		w, err := reconcile.NewWorker(reconcile.Config{Now: clk.Now}, db, zerologNop())
+		require.NoError(t, err)
+		n, err := w.RunOnce(ctx, "heir")
+		require.NoError(t, err)
+		require.Zero(t, n, "the lease still holds")
+
+		clk.Advance(time.Minute + time.Second)
+		n, err = w.RunOnce(ctx, "heir")
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		require.Equal(t, []string{"applied"}, attemptOutcomes(t, db, created.ID))
+		attempts, err := db.Attempts(ctx, created.ID)
+		require.NoError(t, err)
+		require.Equal(t, "heir", attempts[0].Worker)
+
+		// The doomed worker's late commit is refused.
+		err = db.Process(ctx, claimed[0], "doomed", clk.Now(), func(context.Context, *store.Tx) error { return nil })
+		require.ErrorIs(t, err, store.ErrNotClaimed)
+	})
+}

@@ -1,0 +1,327 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// ErrNotClaimed is returned by Process and Fail when the event is no longer
+// pending under the caller's lease: another worker took it over after the
+// lease expired, or it was already processed. The caller should move on.
+var ErrNotClaimed = errors.New("event not claimed by this worker")
+
+// ClaimParams says who claims how many due events, when, and for how long.
+type ClaimParams struct {
+	Worker string        // lease owner recorded on the rows
+	Limit  int           // at most this many rows
+	Now    time.Time     // rows due at or before Now are claimed
+	Lease  time.Duration // the rows are not due again before Now+Lease
+}
+
+// Claim leases up to p.Limit pending events that are due, oldest first. A
+// claimed row's next_attempt_at moves to the end of its lease, so a worker
+// that dies leaves it to be claimed again when the lease expires. Concurrent
+// claimers never receive the same row (FOR UPDATE SKIP LOCKED on PostgreSQL,
+// one writer on SQLite).
+func (db *DB) Claim(ctx context.Context, p ClaimParams) ([]Event, error) {
+	until := p.Now.Add(p.Lease).UTC()
+	var query string
+	if db.dialect == Postgres {
+		query = `
+		WITH due AS (
+			SELECT event_id AS due_id FROM webhook_events
+			WHERE status = 'pending' AND next_attempt_at <= $1
+			ORDER BY next_attempt_at
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED
+		)
+		UPDATE webhook_events e SET lease_owner = $3, lease_expires_at = $4, next_attempt_at = $4
+		FROM due WHERE e.event_id = due.due_id
+		RETURNING ` + eventColumns
+	} else {
+		query = `
+		UPDATE webhook_events SET lease_owner = $3, lease_expires_at = $4, next_attempt_at = $4
+		WHERE event_id IN (
+			SELECT event_id FROM webhook_events
+			WHERE status = 'pending' AND next_attempt_at <= $1
+			ORDER BY next_attempt_at
+			LIMIT $2
+		)
+		RETURNING ` + eventColumns
+	}
+	var events []Event
+	if err := db.db.SelectContext(ctx, &events, db.rebind(query), p.Now.UTC(), p.Limit, p.Worker, until); err != nil {
+		return nil, fmt.Errorf("claim events: %w", translate(err))
+	}
+	return events, nil
+}
+
+// Tx is the transaction in which one claimed event is processed: its mirror
+// writes, registered handlers and status change commit together or not at
+// all.
+type Tx struct {
+	tx       *sqlx.Tx
+	db       *DB
+	event    Event
+	worker   string
+	now      time.Time
+	released int
+}
+
+// Process runs fn in one transaction for the event ev, which the caller
+// claimed as worker. On PostgreSQL the transaction first takes an advisory
+// lock on ev's customer (or, without one, on the event), so one customer's
+// events are never processed concurrently, by any replica. It returns
+// ErrNotClaimed when the row is no longer pending under worker's lease, and
+// fn's error, untouched, after rolling back. fn must record the outcome with
+// one of Tx's Mark methods. Transactions that lose a deadlock are retried.
+func (db *DB) Process(ctx context.Context, ev Event, worker string, now time.Time, fn func(ctx context.Context, tx *Tx) error) error {
+	var err error
+	for range 3 {
+		err = db.processOnce(ctx, ev, worker, now, fn)
+		if !isRetryable(err) {
+			break
+		}
+	}
+	return err
+}
+
+func (db *DB) processOnce(ctx context.Context, ev Event, worker string, now time.Time, fn func(ctx context.Context, tx *Tx) error) error {
+	var released int
+	err := db.withTx(ctx, func(sqltx *sqlx.Tx) error {
+		if err := db.lockKey(ctx, sqltx, serializationKey(ev)); err != nil {
+			return err
+		}
+		cur, err := db.lockEvent(ctx, sqltx, ev.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Status != StatusPending || cur.LeaseOwner != worker {
+			return fmt.Errorf("process %s: %w (status %s, lease %q)", ev.ID, ErrNotClaimed, cur.Status, cur.LeaseOwner)
+		}
+		tx := &Tx{tx: sqltx, db: db, event: cur, worker: worker, now: now.UTC()}
+		if err := fn(ctx, tx); err != nil {
+			return err
+		}
+		released = tx.released
+		if released > 0 && db.dialect == Postgres {
+			// Delivered at commit to every replica's listener.
+			if _, err := sqltx.ExecContext(ctx, `SELECT pg_notify($1, '')`, notifyChannel); err != nil {
+				return fmt.Errorf("notify: %w", translate(err))
+			}
+		}
+		return nil
+	})
+	if err == nil && released > 0 {
+		db.wake.signal()
+	}
+	return err
+}
+
+// serializationKey names what one event's processing is serialized on.
+func serializationKey(ev Event) string {
+	if ev.CustomerID != "" {
+		return "customer:" + ev.CustomerID
+	}
+	return "event:" + ev.ID
+}
+
+// lockKey takes a transaction-scoped advisory lock on key (PostgreSQL). On
+// SQLite every write transaction is already exclusive.
+func (db *DB) lockKey(ctx context.Context, tx *sqlx.Tx, key string) error {
+	if db.dialect != Postgres {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "orderhook:"+key); err != nil {
+		return fmt.Errorf("lock %s: %w", key, translate(err))
+	}
+	return nil
+}
+
+// lockEvent reads an event row, locking it on PostgreSQL.
+func (db *DB) lockEvent(ctx context.Context, q sqlx.QueryerContext, id string) (Event, error) {
+	query := `SELECT ` + eventColumns + ` FROM webhook_events WHERE event_id = $1`
+	if db.dialect == Postgres {
+		query += ` FOR UPDATE`
+	}
+	var ev Event
+	if err := sqlx.GetContext(ctx, q, &ev, db.rebind(query), id); err != nil {
+		return Event{}, fmt.Errorf("lock event %s: %w", id, translate(err))
+	}
+	return ev, nil
+}
+
+// Event returns the event being processed, as locked at the start of the
+// transaction.
+func (tx *Tx) Event() Event { return tx.event }
+
+// SQLX returns the underlying transaction, for registered handlers whose own
+// writes must commit together with the event's status.
+func (tx *Tx) SQLX() *sqlx.Tx { return tx.tx }
+
+// Dialect reports the engine behind the transaction.
+func (tx *Tx) Dialect() Dialect { return tx.db.dialect }
+
+// MarkApplied records that the event was applied, counting the attempt, with
+// an optional note for the history (for example why the mirror kept a newer
+// state).
+func (tx *Tx) MarkApplied(ctx context.Context, note string) error {
+	return tx.finish(ctx, StatusApplied, OutcomeApplied, note, true)
+}
+
+// MarkIgnored records that nothing in orderhook handles the event's type.
+func (tx *Tx) MarkIgnored(ctx context.Context) error {
+	return tx.finish(ctx, StatusIgnored, OutcomeIgnored, "", false)
+}
+
+// MarkDeferred parks the event until the dependency waitingFor (for example
+// "customer:cus_123") is released, or until deadline, when it becomes dead.
+func (tx *Tx) MarkDeferred(ctx context.Context, waitingFor string, deadline time.Time) error {
+	_, err := tx.tx.ExecContext(ctx, tx.db.rebind(`
+		UPDATE webhook_events SET status = 'deferred', waiting_for = $2, next_attempt_at = $3,
+			lease_owner = NULL, lease_expires_at = NULL
+		WHERE event_id = $1`), tx.event.ID, waitingFor, deadline.UTC())
+	if err != nil {
+		return fmt.Errorf("defer %s: %w", tx.event.ID, translate(err))
+	}
+	return tx.record(ctx, attemptRow{eventID: tx.event.ID, outcome: OutcomeDeferred, attempt: tx.event.Attempts, detail: waitingFor})
+}
+
+func (tx *Tx) finish(ctx context.Context, status Status, outcome string, detail string, counts bool) error {
+	attempt := tx.event.Attempts
+	if counts {
+		attempt++
+	}
+	_, err := tx.tx.ExecContext(ctx, tx.db.rebind(`
+		UPDATE webhook_events SET status = $2, attempts = $3, applied_at = $4, waiting_for = NULL,
+			lease_owner = NULL, lease_expires_at = NULL
+		WHERE event_id = $1`), tx.event.ID, status, attempt, tx.now)
+	if err != nil {
+		return fmt.Errorf("mark %s %s: %w", tx.event.ID, status, translate(err))
+	}
+	return tx.record(ctx, attemptRow{eventID: tx.event.ID, outcome: outcome, attempt: attempt, detail: detail})
+}
+
+// Release makes every event deferred on dependency due now, recording a
+// `released` attempt for each, and returns how many it released. Workers are
+// woken when the transaction commits.
+func (tx *Tx) Release(ctx context.Context, dependency string) (int, error) {
+	var rows []struct {
+		ID       string `db:"event_id"`
+		Attempts int    `db:"attempts"`
+	}
+	err := sqlx.SelectContext(ctx, tx.tx, &rows, tx.db.rebind(`
+		UPDATE webhook_events SET status = 'pending', waiting_for = NULL, next_attempt_at = $2
+		WHERE status = 'deferred' AND waiting_for = $1
+		RETURNING event_id, attempts`), dependency, tx.now)
+	if err != nil {
+		return 0, fmt.Errorf("release %s: %w", dependency, translate(err))
+	}
+	for _, r := range rows {
+		if err := tx.record(ctx, attemptRow{eventID: r.ID, outcome: OutcomeReleased, attempt: r.Attempts, detail: dependency + " applied by " + tx.event.ID}); err != nil {
+			return 0, err
+		}
+	}
+	tx.released += len(rows)
+	return len(rows), nil
+}
+
+// attemptRow is one event_attempts row to write.
+type attemptRow struct {
+	eventID, outcome string
+	attempt          int
+	actor, errText   string
+	detail           string
+	workerless       bool
+}
+
+func (tx *Tx) record(ctx context.Context, a attemptRow) error {
+	return insertAttempt(ctx, tx.tx, tx.db, tx.now, tx.worker, a)
+}
+
+func insertAttempt(ctx context.Context, e sqlx.ExecerContext, db *DB, at time.Time, worker string, a attemptRow) error {
+	_, err := e.ExecContext(ctx, db.rebind(`
+		INSERT INTO event_attempts (event_id, at, outcome, attempt, worker, actor, error, detail)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`),
+		a.eventID, at.UTC(), a.outcome, a.attempt, nullable(worker), nullable(a.actor), nullable(a.errText), nullable(a.detail))
+	if err != nil {
+		return fmt.Errorf("record %s attempt of %s: %w", a.outcome, a.eventID, translate(err))
+	}
+	return nil
+}
+
+// Failure describes a failed attempt to process an event.
+type Failure struct {
+	EventID       string
+	Worker        string    // the worker whose lease the event is under
+	Err           string    // the cause, kept as last_error
+	Now           time.Time // when it failed
+	NextAttemptAt time.Time // when to retry, ignored when Dead
+	Dead          bool      // give up: the row stays dead until an operator acts
+}
+
+// Fail records a failed attempt in its own transaction: attempts+1, the error,
+// and either the next attempt time or the dead status. It returns the new
+// attempt count, or ErrNotClaimed when the row is no longer under f.Worker's
+// lease.
+func (db *DB) Fail(ctx context.Context, f Failure) (int, error) {
+	status, outcome := StatusPending, OutcomeFailed
+	if f.Dead {
+		status, outcome = StatusDead, OutcomeDead
+	}
+	var attempts int
+	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
+		err := tx.GetContext(ctx, &attempts, db.rebind(`
+			UPDATE webhook_events SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4,
+				status = $5, lease_owner = NULL, lease_expires_at = NULL
+			WHERE event_id = $1 AND status = 'pending' AND lease_owner = $2
+			RETURNING attempts`), f.EventID, f.Worker, f.Err, f.NextAttemptAt.UTC(), status)
+		if err != nil {
+			if errors.Is(translate(err), ErrNotFound) {
+				return fmt.Errorf("fail %s: %w", f.EventID, ErrNotClaimed)
+			}
+			return fmt.Errorf("fail %s: %w", f.EventID, translate(err))
+		}
+		return insertAttempt(ctx, tx, db, f.Now, f.Worker, attemptRow{eventID: f.EventID, outcome: outcome, attempt: attempts, errText: f.Err})
+	})
+	return attempts, err
+}
+
+// ExpireDeferred moves deferred events whose deadline has passed to dead, at
+// most limit of them, with a last_error naming the dependency they waited
+// for, and returns them. Rows locked by a concurrent transaction are skipped
+// and expire on a later call.
+func (db *DB) ExpireDeferred(ctx context.Context, now time.Time, limit int, worker string) ([]Event, error) {
+	var expired []Event
+	err := db.withTx(ctx, func(tx *sqlx.Tx) error {
+		query := `SELECT ` + eventColumns + ` FROM webhook_events
+			WHERE status = 'deferred' AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2`
+		if db.dialect == Postgres {
+			query += ` FOR UPDATE SKIP LOCKED`
+		}
+		if err := tx.SelectContext(ctx, &expired, db.rebind(query), now.UTC(), limit); err != nil {
+			return fmt.Errorf("find expired deferrals: %w", translate(err))
+		}
+		for i := range expired {
+			ev := &expired[i]
+			ev.LastError = fmt.Sprintf("dependency timeout: %s was still not applied at %s", ev.WaitingFor, ev.NextAttemptAt.Format(time.RFC3339))
+			ev.Status = StatusDead
+			if _, err := tx.ExecContext(ctx, db.rebind(`
+				UPDATE webhook_events SET status = 'dead', last_error = $2 WHERE event_id = $1`), ev.ID, ev.LastError); err != nil {
+				return fmt.Errorf("expire %s: %w", ev.ID, translate(err))
+			}
+			if err := insertAttempt(ctx, tx, db, now, worker, attemptRow{eventID: ev.ID, outcome: OutcomeDead, attempt: ev.Attempts, errText: ev.LastError, detail: ev.WaitingFor}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return expired, nil
+}
