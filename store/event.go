@@ -61,8 +61,8 @@ func (db *DB) InsertEvent(ctx context.Context, ev Event) (inserted bool, err err
 			object_id, payload, received_at, status, next_attempt_at, secret_index)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $9, $10)
 		ON CONFLICT (event_id) DO NOTHING`),
-		ev.ID, ev.Type, ev.APIVersion, ev.Livemode, ev.Created.UTC(), nullable(ev.CustomerID),
-		nullable(ev.ObjectID), ev.Payload, ev.ReceivedAt.UTC(), ev.SecretIndex)
+		ev.ID, ev.Type, ev.APIVersion, ev.Livemode, ts(ev.Created), nullable(ev.CustomerID),
+		nullable(ev.ObjectID), ev.Payload, ts(ev.ReceivedAt), ev.SecretIndex)
 	if err != nil {
 		return false, fmt.Errorf("insert event %s: %w", ev.ID, translate(err))
 	}

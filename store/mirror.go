@@ -171,7 +171,7 @@ func utc(t *time.Time) *time.Time {
 	if t == nil {
 		return nil
 	}
-	u := t.UTC()
+	u := ts(*t)
 	return &u
 }
 

@@ -28,7 +28,7 @@ type ClaimParams struct {
 // claimers never receive the same row (FOR UPDATE SKIP LOCKED on PostgreSQL,
 // one writer on SQLite).
 func (db *DB) Claim(ctx context.Context, p ClaimParams) ([]Event, error) {
-	until := p.Now.Add(p.Lease).UTC()
+	until := ts(p.Now.Add(p.Lease))
 	var query string
 	if db.dialect == Postgres {
 		query = `
@@ -54,7 +54,7 @@ func (db *DB) Claim(ctx context.Context, p ClaimParams) ([]Event, error) {
 		RETURNING ` + eventColumns
 	}
 	var events []Event
-	if err := db.db.SelectContext(ctx, &events, db.rebind(query), p.Now.UTC(), p.Limit, p.Worker, until); err != nil {
+	if err := db.db.SelectContext(ctx, &events, db.rebind(query), ts(p.Now), p.Limit, p.Worker, until); err != nil {
 		return nil, fmt.Errorf("claim events: %w", translate(err))
 	}
 	return events, nil
@@ -103,7 +103,7 @@ func (db *DB) processOnce(ctx context.Context, ev Event, worker string, now time
 		if cur.Status != StatusPending || cur.LeaseOwner != worker {
 			return fmt.Errorf("process %s: %w (status %s, lease %q)", ev.ID, ErrNotClaimed, cur.Status, cur.LeaseOwner)
 		}
-		tx := &Tx{tx: sqltx, db: db, event: cur, worker: worker, now: now.UTC()}
+		tx := &Tx{tx: sqltx, db: db, event: cur, worker: worker, now: ts(now)}
 		if err := fn(ctx, tx); err != nil {
 			return err
 		}
@@ -184,7 +184,7 @@ func (tx *Tx) MarkDeferred(ctx context.Context, waitingFor string, deadline time
 	_, err := tx.tx.ExecContext(ctx, tx.db.rebind(`
 		UPDATE webhook_events SET status = 'deferred', waiting_for = $2, next_attempt_at = $3,
 			lease_owner = NULL, lease_expires_at = NULL
-		WHERE event_id = $1`), tx.event.ID, waitingFor, deadline.UTC())
+		WHERE event_id = $1`), tx.event.ID, waitingFor, ts(deadline))
 	if err != nil {
 		return fmt.Errorf("defer %s: %w", tx.event.ID, translate(err))
 	}
@@ -247,7 +247,7 @@ func insertAttempt(ctx context.Context, e sqlx.ExecerContext, db *DB, at time.Ti
 	_, err := e.ExecContext(ctx, db.rebind(`
 		INSERT INTO event_attempts (event_id, at, outcome, attempt, worker, actor, error, detail)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`),
-		a.eventID, at.UTC(), a.outcome, a.attempt, nullable(worker), nullable(a.actor), nullable(a.errText), nullable(a.detail))
+		a.eventID, ts(at), a.outcome, a.attempt, nullable(worker), nullable(a.actor), nullable(a.errText), nullable(a.detail))
 	if err != nil {
 		return fmt.Errorf("record %s attempt of %s: %w", a.outcome, a.eventID, translate(err))
 	}
@@ -279,7 +279,7 @@ func (db *DB) Fail(ctx context.Context, f Failure) (int, error) {
 			UPDATE webhook_events SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4,
 				status = $5, lease_owner = NULL, lease_expires_at = NULL
 			WHERE event_id = $1 AND status = 'pending' AND lease_owner = $2
-			RETURNING attempts`), f.EventID, f.Worker, f.Err, f.NextAttemptAt.UTC(), status)
+			RETURNING attempts`), f.EventID, f.Worker, f.Err, ts(f.NextAttemptAt), status)
 		if err != nil {
 			if errors.Is(translate(err), ErrNotFound) {
 				return fmt.Errorf("fail %s: %w", f.EventID, ErrNotClaimed)
@@ -303,7 +303,7 @@ func (db *DB) ExpireDeferred(ctx context.Context, now time.Time, limit int, work
 		if db.dialect == Postgres {
 			query += ` FOR UPDATE SKIP LOCKED`
 		}
-		if err := tx.SelectContext(ctx, &expired, db.rebind(query), now.UTC(), limit); err != nil {
+		if err := tx.SelectContext(ctx, &expired, db.rebind(query), ts(now), limit); err != nil {
 			return fmt.Errorf("find expired deferrals: %w", translate(err))
 		}
 		for i := range expired {

@@ -162,6 +162,12 @@ func (db *DB) rebind(query string) string {
 	return query
 }
 
+// ts normalizes a time for storage: UTC, whole microseconds (PostgreSQL's
+// precision), so that both engines store and compare the same values.
+func ts(t time.Time) time.Time {
+	return t.UTC().Truncate(time.Microsecond)
+}
+
 // nullable turns "" into SQL NULL.
 func nullable(s string) sql.NullString {
 	return sql.NullString{String: s, Valid: s != ""}

@@ -1,0 +1,81 @@
+package store_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderhook/orderhook/store"
+	"github.com/orderhook/orderhook/store/storetest"
+)
+
+// Replicas that start together apply each migration once.
+func TestMigrateConcurrentlyAppliesOnce(t *testing.T) {
+	t.Parallel()
+	storetest.Dialects(t, func(t *testing.T, rawURL string) {
+		ctx := context.Background()
+		replicas := 4
+		if strings.HasPrefix(rawURL, "sqlite:") {
+			replicas = 1 // one process per SQLite database
+		}
+		var wg sync.WaitGroup
+		applied := make(chan int, replicas)
+		for range replicas {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				db, err := store.Open(ctx, rawURL)
+				require.NoError(t, err)
+				defer db.Close()
+				done, err := db.Migrate(ctx)
+				require.NoError(t, err)
+				applied <- len(done)
+			}()
+		}
+		wg.Wait()
+		close(applied)
+		total := 0
+		for n := range applied {
+			total += n
+		}
+		db := storetest.Open(t, rawURL)
+		status, err := db.MigrationStatus(ctx)
+		require.NoError(t, err)
+		require.Equal(t, len(status), total, "each migration applied exactly once")
+		for _, m := range status {
+			require.True(t, m.Applied, m.Name)
+		}
+		require.NoError(t, db.Ready(ctx))
+		again, err := db.Migrate(ctx)
+		require.NoError(t, err)
+		require.Empty(t, again)
+	})
+}
+
+func TestReadyReportsPendingMigrations(t *testing.T) {
+	t.Parallel()
+	storetest.Dialects(t, func(t *testing.T, rawURL string) {
+		db, err := store.Open(context.Background(), rawURL)
+		require.NoError(t, err)
+		defer db.Close()
+		require.ErrorContains(t, db.Ready(context.Background()), "orderhook migrate")
+	})
+}
+
+func TestOpenRejectsUnknownURLs(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"", "mysql://root@localhost/db", "sqlite:", "orderhook.db"} {
+		_, err := store.Open(context.Background(), u)
+		require.ErrorContains(t, err, "sqlite:", "url %q", u)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "postgres://app:xxxxx@db:5432/x", store.Redact("postgres://app:s3cret@db:5432/x"))
+	require.Equal(t, "postgres://app@db/x", store.Redact("postgres://app@db/x"))
+	require.Equal(t, "sqlite:orderhook.db", store.Redact("sqlite:orderhook.db"))
+}
