@@ -46,12 +46,15 @@ type harness struct {
 	transitions chan reconcile.Transition
 }
 
-// startWorker runs a worker with cfg until the test ends. Transitions are
-// delivered on h.transitions (buffered; tests read what they wait for).
+// startWorker runs a worker with cfg until the test ends. Unless cfg has its
+// own OnTransition, transitions are delivered on h.transitions (buffered;
+// tests read what they wait for).
 func startWorker(t *testing.T, db *store.DB, cfg reconcile.Config) *harness {
 	t.Helper()
 	h := &harness{db: db, transitions: make(chan reconcile.Transition, 100000)}
-	cfg.OnTransition = func(tr reconcile.Transition) { h.transitions <- tr }
+	if cfg.OnTransition == nil {
+		cfg.OnTransition = func(tr reconcile.Transition) { h.transitions <- tr }
+	}
 	w, err := reconcile.NewWorker(cfg, db, zerolog.Nop())
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
