@@ -1,0 +1,124 @@
+package stripeevent_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderhook/orderhook/internal/stripeevent"
+)
+
+// fixtures returns every event file of testdata and of the shared real
+// fixtures, when present.
+func fixtures(t testing.TB) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for _, dir := range []string{"../../testdata/events", "../../../shared/fixtures/stripe-events"} {
+		err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".json") {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			out[path] = b
+			return err
+		})
+		if errors.Is(err, os.ErrNotExist) && strings.Contains(dir, "shared") {
+			continue
+		}
+		require.NoError(t, err)
+	}
+	return out
+}
+
+func TestParseEveryFixture(t *testing.T) {
+	t.Parallel()
+	files := fixtures(t)
+	require.NotEmpty(t, files)
+	for path, payload := range files {
+		env, err := stripeevent.Parse(payload)
+		require.NoError(t, err, path)
+		require.NotEmpty(t, env.ID, path)
+		require.NotEmpty(t, env.Type, path)
+		require.False(t, env.Created.IsZero(), path)
+	}
+}
+
+func TestParseReadsTheEnvelope(t *testing.T) {
+	t.Parallel()
+	shared := "../../../shared/fixtures/stripe-events/"
+	if _, err := os.Stat(shared); err != nil {
+		t.Skip("shared fixtures not present")
+	}
+	for _, tc := range []struct {
+		file string
+		want stripeevent.Envelope
+	}{
+		{"stripe-ruby-mock/invoice.paid.json", stripeevent.Envelope{ID: "evt_000000000000000000000000", Type: "invoice.paid", APIVersion: "2020-08-27", ObjectType: "invoice", CustomerID: "cus_00000000000000"}},
+		{"stripe-ruby-mock/customer.created.json", stripeevent.Envelope{ID: "evt_000000000000000000000000", Type: "customer.created", APIVersion: "2020-08-27", ObjectType: "customer", CustomerID: "cus_00000000000000", ObjectID: "cus_00000000000000"}},
+		{"stripe-ruby-mock/coupon.created.json", stripeevent.Envelope{ID: "evt_00000000000000", Type: "coupon.created", ObjectType: "coupon"}},
+		{"stripe-sync-engine/customer_deleted.json", stripeevent.Envelope{ID: "evt_1IlZRsJDPojXS6LN2AbFmnR4", Type: "customer.deleted", APIVersion: "2020-03-02", ObjectType: "customer", CustomerID: "cus_IhGfebO16cMIGN", ObjectID: "cus_IhGfebO16cMIGN"}},
+		{"stripe-sync-engine/checkout_session_completed.json", stripeevent.Envelope{ID: "evt_T8nSaZqtPudigUMqnnbY4D4v", Type: "checkout.session.completed", APIVersion: "2020-03-02", Livemode: true, ObjectType: "checkout.session", CustomerID: "cus_IhGfebO16cMIGN"}},
+		{"zulip/invoice_finalized.json", stripeevent.Envelope{ID: "invoice.finalized_00000000000000", Type: "invoice.finalized", APIVersion: "2018-11-08", ObjectType: "invoice", CustomerID: "cus_00000000000000"}},
+	} {
+		payload, err := os.ReadFile(shared + tc.file)
+		require.NoError(t, err)
+		env, err := stripeevent.Parse(payload)
+		require.NoError(t, err)
+		tc.want.Created = env.Created
+		if tc.want.ObjectID == "" {
+			tc.want.ObjectID = env.ObjectID
+		}
+		require.Equal(t, tc.want, env, tc.file)
+	}
+}
+
+func TestParseExpandedCustomer(t *testing.T) {
+	t.Parallel()
+	env, err := stripeevent.Parse([]byte(`{"id":"evt_1","type":"invoice.paid","created":1700000000,"data":{"object":{"id":"in_1","object":"invoice","customer":{"id":"cus_9","object":"customer"}}}}`))
+	require.NoError(t, err)
+	require.Equal(t, "cus_9", env.CustomerID)
+	require.Equal(t, "", env.APIVersion)
+	require.Equal(t, time.Unix(1700000000, 0).UTC(), env.Created)
+}
+
+func TestParseRejectsWhatIsNotAnEvent(t *testing.T) {
+	t.Parallel()
+	for name, body := range map[string]string{
+		"not JSON":          `{"id":`,
+		"array":             `[{"id":"evt_1"}]`,
+		"no id":             `{"type":"x.y","created":1,"data":{"object":{}}}`,
+		"no type":           `{"id":"evt_1","created":1,"data":{"object":{}}}`,
+		"no created":        `{"id":"evt_1","type":"x.y","data":{"object":{}}}`,
+		"no data":           `{"id":"evt_1","type":"x.y","created":1}`,
+		"object not object": `{"id":"evt_1","type":"x.y","created":1,"data":{"object":"in_1"}}`,
+		"not an event":      `{"id":"cus_1","object":"customer","type":"x.y","created":1,"data":{"object":{}}}`,
+		"customer a number": `{"id":"evt_1","type":"x.y","created":1,"data":{"object":{"customer":5}}}`,
+		"empty":             ``,
+	} {
+		_, err := stripeevent.Parse([]byte(body))
+		require.ErrorIs(t, err, stripeevent.ErrMalformed, name)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, payload := range fixtures(f) {
+		f.Add(payload)
+	}
+	for _, s := range []string{`{}`, `[]`, `null`, `{"id":"e","type":"t","created":1,"data":{"object":{"customer":{"id":1}}}}`, strings.Repeat("[", 20000)} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		env, err := stripeevent.Parse(payload)
+		if err != nil {
+			require.ErrorIs(t, err, stripeevent.ErrMalformed)
+			return
+		}
+		require.NotEmpty(t, env.ID)
+		require.NotEmpty(t, env.Type)
+	})
+}

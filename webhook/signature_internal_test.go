@@ -1,0 +1,101 @@
+package webhook
+
+import (
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	stripewebhook "github.com/stripe/stripe-go/v76/webhook"
+)
+
+const hexSig = "5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd"
+
+func TestParseSignatureHeader(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, header string
+		want         signatureHeader
+		err          string
+	}{
+		{"stripe", "t=1492774577,v1=" + hexSig, signatureHeader{1492774577, []string{hexSig}}, ""},
+		{"rolling secrets", "t=1,v1=" + hexSig + ",v1=00ff", signatureHeader{1, []string{hexSig, "00ff"}}, ""},
+		{"other schemes ignored", "t=1,v0=6ffbb59b2300aae63f272406069a9788598b792a944a07aba816edb039989a39,v1=" + hexSig + ",scheme=x", signatureHeader{1, []string{hexSig}}, ""},
+		{"spaces around elements", " t = 7 , v1 = 00ff ", signatureHeader{7, []string{"00ff"}}, ""},
+		{"non-hex v1 skipped", "t=1,v1=zz,v1=00ff", signatureHeader{1, []string{"00ff"}}, ""},
+		{"zero time", "t=0,v1=00", signatureHeader{0, []string{"00"}}, ""},
+		{"empty", "", signatureHeader{}, "is empty"},
+		{"blank", "  ", signatureHeader{}, "is empty"},
+		{"no t", "v1=" + hexSig, signatureHeader{}, "has no t= timestamp"},
+		{"t twice", "t=1,t=2,v1=00", signatureHeader{}, "more than one t="},
+		{"t not integer", "t=abc,v1=00", signatureHeader{}, "not a Unix time"},
+		{"t fraction", "t=1.5,v1=00", signatureHeader{}, "not a Unix time"},
+		{"t negative", "t=-1,v1=00", signatureHeader{}, "not a Unix time"},
+		{"t plus sign", "t=+1,v1=00", signatureHeader{}, "not a Unix time"},
+		{"t empty", "t=,v1=00", signatureHeader{}, "not a Unix time"},
+		{"t too long", "t=9999999999999999999,v1=00", signatureHeader{}, "not a Unix time"},
+		{"no v1", "t=1,v0=00", signatureHeader{}, "has no v1= signature"},
+		{"v1 not hex", "t=1,v1=xyz", signatureHeader{}, "no v1= signature in hex"},
+		{"v1 empty", "t=1,v1=", signatureHeader{}, "no v1= signature in hex"},
+		{"garbage", "garbage", signatureHeader{}, "element 1 is not key=value"},
+		{"empty element", "t=1,,v1=00", signatureHeader{}, "element 2 is not key=value"},
+		{"empty key", "t=1,=00,v1=00", signatureHeader{}, "element 2 is not key=value"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseSignatureHeader(tc.header)
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestCanonicalHeaderVerifiesLikeStripe(t *testing.T) {
+	t.Parallel()
+	payload := []byte(`{"id":"evt_1"}`)
+	signed := stripewebhook.GenerateTestSignedPayload(&stripewebhook.UnsignedPayload{
+		Payload: payload, Secret: "whsec_a", Timestamp: time.Unix(1700000000, 0),
+	})
+	sh, err := parseSignatureHeader("v0=00," + signed.Header + ",x=y")
+	require.NoError(t, err)
+	require.Equal(t, signed.Header, sh.canonical())
+	require.NoError(t, stripewebhook.ValidatePayloadIgnoringTolerance(payload, sh.canonical(), "whsec_a"))
+	require.Equal(t, time.Unix(1700000000, 0), sh.time())
+}
+
+func FuzzSignatureHeader(f *testing.F) {
+	for _, s := range []string{
+		"t=1492774577,v1=" + hexSig,
+		"t=1,v1=" + hexSig + ",v1=00ff,v0=ab",
+		"t=1,t=2,v1=00", "t=,v1=", "v1=00", "t=1", "=", ",", "t==1,v1==00",
+		"t=99999999999999999999,v1=00", " t = 1 , v1 = 00 ", "t=1,v1=0g", "\x00t=1,v1=00",
+	} {
+		f.Add(s)
+	}
+	payload := []byte(`{"id":"evt_1"}`)
+	f.Fuzz(func(t *testing.T, header string) {
+		sh, err := parseSignatureHeader(header)
+		if err != nil {
+			return
+		}
+		require.GreaterOrEqual(t, sh.timestamp, int64(0))
+		require.NotEmpty(t, sh.signatures)
+		for _, s := range sh.signatures {
+			_, err := hex.DecodeString(s)
+			require.NoError(t, err)
+			require.NotEmpty(t, s)
+		}
+		again, err := parseSignatureHeader(sh.canonical())
+		require.NoError(t, err, "the canonical form parses")
+		require.Equal(t, sh, again)
+		err = stripewebhook.ValidatePayloadIgnoringTolerance(payload, sh.canonical(), "whsec_fuzz")
+		require.NotErrorIs(t, err, stripewebhook.ErrInvalidHeader, "Stripe's parser accepts what this one accepts")
+		require.NotErrorIs(t, err, stripewebhook.ErrNotSigned)
+		require.False(t, strings.Contains(sh.canonical(), ",,"))
+	})
+}
