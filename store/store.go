@@ -76,12 +76,16 @@ func parseURL(rawURL string) (Dialect, string, error) {
 		if err != nil {
 			return "", "", fmt.Errorf("database URL %s: %w", Redact(rawURL), err)
 		}
-		// Times come back in UTC whatever the server's default zone.
+		// Times come back in UTC whatever the server's default zone, and
+		// binary parameters let lib/pq run each statement in one round trip
+		// instead of two (and send bytea payloads as raw bytes).
 		q := u.Query()
-		if q.Get("timezone") == "" {
-			q.Set("timezone", "UTC")
-			u.RawQuery = q.Encode()
+		for k, v := range map[string]string{"timezone": "UTC", "binary_parameters": "yes"} {
+			if q.Get(k) == "" {
+				q.Set(k, v)
+			}
 		}
+		u.RawQuery = q.Encode()
 		return Postgres, u.String(), nil
 	case strings.HasPrefix(rawURL, "sqlite:"):
 		path := strings.TrimPrefix(strings.TrimPrefix(rawURL, "sqlite:"), "//")

@@ -1,0 +1,286 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/orderhook/orderhook/store"
+)
+
+// maxBody bounds request bodies.
+const maxBody = 1 << 20
+
+// status answers GET status[?top=N]: store.Stats.
+func (h *handler) status(w http.ResponseWriter, r *http.Request) {
+	top, err := intParam(r.URL.Query(), "top")
+	if err != nil {
+		h.fail(w, r, err, "")
+		return
+	}
+	s, err := h.store.Stats(r.Context(), h.now(), top)
+	if err != nil {
+		h.fail(w, r, err, "")
+		return
+	}
+	writeJSON(w, s)
+}
+
+// listEvents answers GET events and GET dead (fixed to dead rows) with a
+// store.EventPage; the query holds the filter and the cursor.
+func (h *handler) listEvents(fixed []store.Status) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		f, err := parseFilter(q, h.now())
+		if err == nil && fixed != nil {
+			if len(f.Statuses) > 0 {
+				err = badRequest{errors.New("status: this listing is fixed to dead events; use /admin/api/events?status=… for others")}
+			}
+			f.Statuses = fixed
+		}
+		if err == nil {
+			f.Limit, err = intParam(q, "limit")
+		}
+		if err != nil {
+			h.fail(w, r, err, "")
+			return
+		}
+		f.Cursor = q.Get("cursor")
+		page, err := h.store.ListEvents(r.Context(), f)
+		if err != nil {
+			h.fail(w, r, err, "")
+			return
+		}
+		writeJSON(w, page)
+	}
+}
+
+// showEvent answers GET events/{id}: store.EventDetail.
+func (h *handler) showEvent(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	d, err := h.store.EventDetail(r.Context(), id)
+	if err != nil {
+		h.fail(w, r, err, id)
+		return
+	}
+	writeJSON(w, d)
+}
+
+// payload answers GET events/{id}/payload with the raw body Stripe sent.
+func (h *handler) payload(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	d, err := h.store.EventDetail(r.Context(), id)
+	if err != nil {
+		h.fail(w, r, err, id)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(d.Event.Payload) // the client went away: nothing left to tell it
+}
+
+// replayRequest is the optional body of POST events/{id}/replay.
+type replayRequest struct {
+	Force  bool   `json:"force"`
+	DryRun bool   `json:"dry_run"`
+	Reason string `json:"reason"`
+}
+
+// replayEvent answers POST events/{id}/replay[?force=true] with a
+// store.ReplayResult, or with the problem that refused it.
+func (h *handler) replayEvent(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req replayRequest
+	err := decode(r, &req, true)
+	if err == nil && r.URL.Query().Has("force") {
+		req.Force, err = strconv.ParseBool(r.URL.Query().Get("force"))
+		if err != nil {
+			err = badRequest{fmt.Errorf("force=%q: use true or false", r.URL.Query().Get("force"))}
+		}
+	}
+	if err != nil {
+		h.fail(w, r, err, id)
+		return
+	}
+	res, err := h.store.Replay(r.Context(), store.ReplayParams{
+		IDs: []string{id}, Force: req.Force, DryRun: req.DryRun, Actor: Actor, Reason: req.Reason, Now: h.now(),
+	})
+	if err == nil && len(res.Refused) > 0 {
+		err = res.Refused[0].Err
+	}
+	if err != nil {
+		h.fail(w, r, err, id)
+		return
+	}
+	h.audit("replay", res.Replayed, req.DryRun, req.Reason).Str("event_id", id).Bool("force", req.Force).Msg("replayed event")
+	writeJSON(w, res)
+}
+
+// deadReplayRequest is the body of POST dead/replay: ids, or all with an
+// optional filter.
+type deadReplayRequest struct {
+	IDs        []string `json:"ids"`
+	All        bool     `json:"all"`
+	Types      []string `json:"types"`
+	CustomerID string   `json:"customer_id"`
+	Since      string   `json:"since"`
+	Until      string   `json:"until"`
+	DryRun     bool     `json:"dry_run"`
+	Reason     string   `json:"reason"`
+}
+
+// replayDead answers POST dead/replay with a store.ReplayResult; named
+// events that were refused are listed in it.
+func (h *handler) replayDead(w http.ResponseWriter, r *http.Request) {
+	var req deadReplayRequest
+	p, err := h.deadReplayParams(r, &req)
+	if err != nil {
+		h.fail(w, r, err, "")
+		return
+	}
+	res, err := h.store.Replay(r.Context(), p)
+	if err != nil {
+		h.fail(w, r, err, "")
+		return
+	}
+	h.audit("replay", res.Replayed, req.DryRun, req.Reason).Int("matched", res.Matched).Int("refused", len(res.Refused)).Msg("replayed dead events")
+	writeJSON(w, res)
+}
+
+func (h *handler) deadReplayParams(r *http.Request, req *deadReplayRequest) (store.ReplayParams, error) {
+	if err := decode(r, req, false); err != nil {
+		return store.ReplayParams{}, err
+	}
+	hasFilter := len(req.Types) > 0 || req.CustomerID != "" || req.Since != "" || req.Until != ""
+	switch {
+	case len(req.IDs) > 0 && req.All:
+		return store.ReplayParams{}, badRequest{errors.New(`send "ids" or "all": true, not both`)}
+	case len(req.IDs) == 0 && !req.All:
+		return store.ReplayParams{}, badRequest{errors.New(`send "ids" to replay named events, or "all": true (with optional filters) to replay every matching dead event`)}
+	case len(req.IDs) > 0 && hasFilter:
+		return store.ReplayParams{}, badRequest{errors.New(`filters apply to "all": true only`)}
+	}
+	q := url.Values{"type": req.Types, "customer": {req.CustomerID}, "since": {req.Since}, "until": {req.Until}}
+	f, err := parseFilter(q, h.now())
+	if err != nil {
+		return store.ReplayParams{}, err
+	}
+	f.Statuses = []store.Status{store.StatusDead}
+	return store.ReplayParams{IDs: req.IDs, Filter: f, DryRun: req.DryRun, Actor: Actor, Reason: req.Reason, Now: h.now()}, nil
+}
+
+// discardRequest is the body of POST dead/discard.
+type discardRequest struct {
+	IDs    []string `json:"ids"`
+	Reason string   `json:"reason"`
+}
+
+// discard answers POST dead/discard with a store.DiscardResult.
+func (h *handler) discard(w http.ResponseWriter, r *http.Request) {
+	var req discardRequest
+	err := decode(r, &req, false)
+	if err == nil && (len(req.IDs) == 0 || strings.TrimSpace(req.Reason) == "") {
+		err = badRequest{errors.New(`send "ids" and a "reason": the reason is kept in the event's history`)}
+	}
+	if err != nil {
+		h.fail(w, r, err, "")
+		return
+	}
+	res, err := h.store.Discard(r.Context(), store.DiscardParams{IDs: req.IDs, Reason: req.Reason, Actor: Actor, Now: h.now()})
+	if err != nil {
+		h.fail(w, r, err, "")
+		return
+	}
+	h.audit("discard", len(res.Discarded), false, req.Reason).Strs("event_ids", res.Discarded).Int("refused", len(res.Refused)).Msg("discarded events")
+	writeJSON(w, res)
+}
+
+// audit starts the log line that records an operator action.
+func (h *handler) audit(action string, n int, dryRun bool, reason string) *zerolog.Event {
+	return h.logger.Info().Str("actor", Actor).Str("action", action).Int("events", n).Bool("dry_run", dryRun).Str("reason", reason)
+}
+
+// decode reads a JSON body into v; unknown fields are an error, so that a
+// typo never silently widens a bulk operation.
+func decode(r *http.Request, v any, optional bool) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if optional && errors.Is(err, io.EOF) {
+			return nil
+		}
+		return badRequest{fmt.Errorf("request body: %w", err)}
+	}
+	return nil
+}
+
+// parseFilter reads status, type, customer, since and until from q. Lists may
+// repeat or be comma-separated; times are RFC 3339, a date, or a duration
+// before now ("24h").
+func parseFilter(q url.Values, now time.Time) (store.EventFilter, error) {
+	var f store.EventFilter
+	for _, s := range list(q["status"]) {
+		f.Statuses = append(f.Statuses, store.Status(s))
+	}
+	f.Types = list(q["type"])
+	f.CustomerID = q.Get("customer")
+	var err error
+	if f.Since, err = parseTime(q.Get("since"), now); err != nil {
+		return f, badRequest{fmt.Errorf("since: %w", err)}
+	}
+	if f.Until, err = parseTime(q.Get("until"), now); err != nil {
+		return f, badRequest{fmt.Errorf("until: %w", err)}
+	}
+	return f, nil
+}
+
+// list splits comma-separated values and drops blanks.
+func list(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// parseTime reads an RFC 3339 time, a date, or a duration before now; "" is
+// zero.
+func parseTime(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339, "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time, a date (2006-01-02) or a duration (24h)", s)
+}
+
+// intParam reads a non-negative integer query parameter; absent is 0.
+func intParam(q url.Values, name string) (int, error) {
+	s := q.Get(name)
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, badRequest{fmt.Errorf("%s=%q: use a non-negative integer", name, s)}
+	}
+	return n, nil
+}
