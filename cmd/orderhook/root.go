@@ -47,10 +47,11 @@ func exitCode(err error) int {
 // app carries what commands may touch of the outside world, so that tests
 // drive the whole binary in-process.
 type app struct {
-	getenv func(string) string
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	globals globalFlags
+	getenv  func(string) string
+	stdin   io.Reader
+	stdout  io.Writer
+	stderr  io.Writer
 }
 
 // run executes orderhook with args (without the program name).
@@ -78,12 +79,17 @@ inbox before answering 2xx, and applies events only once what they depend on
 exists (the customer for an invoice), whatever order Stripe delivers them in.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.bindEnv(cmd.Flags(), globalBindings())
+		},
 	}
+	a.globals.register(root.PersistentFlags())
 	root.AddCommand(
 		a.serveCmd(),
 		a.migrateCmd(),
 		a.sendCmd(),
 	)
+	root.AddCommand(a.opsCommands()...)
 	return root
 }
 

@@ -1,7 +1,303 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
 
-func (a *app) serveCmd() *cobra.Command { return &cobra.Command{Use: "serve"} }
+	"github.com/dustin/go-humanize"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
-func (a *app) migrateCmd() *cobra.Command { return &cobra.Command{Use: "migrate"} }
+	"github.com/orderhook/orderhook/internal/admin"
+	"github.com/orderhook/orderhook/reconcile"
+	"github.com/orderhook/orderhook/store"
+	"github.com/orderhook/orderhook/webhook"
+)
+
+// Roles a serve process can take.
+const (
+	roleAll      = "all"
+	roleReceiver = "receiver"
+	roleWorker   = "worker"
+)
+
+// serveFlags are the values of serve's flags.
+type serveFlags struct {
+	addr              string
+	secrets           []string
+	tolerance         time.Duration
+	mode              string
+	maxBody           string
+	workers           int
+	maxAttempts       int
+	dependencyTimeout time.Duration
+	customerEvents    []string
+	role              string
+	adminToken        string
+}
+
+func serveBindings() []envBinding {
+	return []envBinding{
+		{"addr", []string{"ORDERHOOK_ADDR"}},
+		{"secret", []string{"ORDERHOOK_STRIPE_SECRETS"}},
+		{"tolerance", []string{"ORDERHOOK_TOLERANCE"}},
+		{"mode", []string{"ORDERHOOK_MODE"}},
+		{"max-body", []string{"ORDERHOOK_MAX_BODY"}},
+		{"workers", []string{"ORDERHOOK_WORKERS"}},
+		{"max-attempts", []string{"ORDERHOOK_MAX_ATTEMPTS"}},
+		{"dependency-timeout", []string{"ORDERHOOK_DEPENDENCY_TIMEOUT"}},
+		{"customer-events", []string{"ORDERHOOK_CUSTOMER_EVENTS"}},
+		{"role", []string{"ORDERHOOK_ROLE"}},
+		{"admin-token", []string{"ORDERHOOK_ADMIN_TOKEN"}},
+	}
+}
+
+func (a *app) serveCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Receive webhooks on POST /webhooks/stripe and apply them",
+		Long: `Serve the webhook endpoint and run the reconciler. Without --db it keeps its
+state in ./orderhook.db (SQLite) and needs nothing installed. Without --secret it
+generates an ephemeral whsec_ secret and prints it with a ready-to-paste
+'orderhook send' line.`,
+		Example: `  orderhook serve
+  orderhook serve --db postgres://postgres@127.0.0.1:5432/orderhook --secret whsec_…
+  stripe listen --forward-to localhost:8080/webhooks/stripe   # then --secret <the whsec_ it prints>`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.bindEnv(cmd.Flags(), serveBindings()); err != nil {
+				return err
+			}
+			return a.serve(cmd, f)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	fs.StringArrayVar(&f.secrets, "secret", nil, "Stripe signing secret whsec_… (repeatable: any one verifies)")
+	fs.DurationVar(&f.tolerance, "tolerance", 5*time.Minute, "accepted age of a signature timestamp, either way")
+	fs.StringVar(&f.mode, "mode", string(webhook.ModeDefer), "defer: answer 200 once stored; reject: answer 409 while the event's dependency is missing")
+	fs.StringVar(&f.maxBody, "max-body", "1MiB", "largest accepted body")
+	fs.IntVar(&f.workers, "workers", 4, "concurrent reconciler loops")
+	fs.IntVar(&f.maxAttempts, "max-attempts", 12, "failed attempts before an event is dead")
+	fs.DurationVar(&f.dependencyTimeout, "dependency-timeout", 72*time.Hour, "how long an event may wait for its dependency before it is dead")
+	fs.StringSliceVar(&f.customerEvents, "customer-events", reconcile.DefaultCustomerEvents, "event types that create the customer other events wait for")
+	fs.StringVar(&f.role, "role", roleAll, "all, receiver (HTTP only) or worker (reconciler only)")
+	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token of the admin API and page under /admin/ (disabled when empty)")
+	envHelp(fs, serveBindings())
+	return cmd
+}
+
+// serveConfig is serve's validated configuration.
+type serveConfig struct {
+	serveFlags
+	maxBodyBytes int64
+	generated    bool // the secret was generated for this run
+}
+
+func (f serveFlags) validate() (serveConfig, error) {
+	c := serveConfig{serveFlags: f}
+	for _, s := range f.secrets {
+		if !strings.HasPrefix(s, "whsec_") || len(s) == len("whsec_") {
+			return c, usagef("--secret: a Stripe signing secret starts with whsec_ (find it in the Dashboard under the endpoint, or in the output of 'stripe listen')")
+		}
+	}
+	if f.tolerance <= 0 {
+		return c, usagef("--tolerance %s: must be positive, e.g. 5m", f.tolerance)
+	}
+	if f.mode != string(webhook.ModeDefer) && f.mode != string(webhook.ModeReject) {
+		return c, usagef("--mode %q: use defer or reject", f.mode)
+	}
+	if f.role != roleAll && f.role != roleReceiver && f.role != roleWorker {
+		return c, usagef("--role %q: use all, receiver or worker", f.role)
+	}
+	n, err := humanize.ParseBytes(f.maxBody)
+	if err != nil || n == 0 || n > 1<<30 {
+		return c, usagef("--max-body %q: use a size between 1B and 1GiB, e.g. 1MiB", f.maxBody)
+	}
+	c.maxBodyBytes = int64(n)
+	if f.workers < 1 || f.maxAttempts < 1 {
+		return c, usagef("--workers and --max-attempts must be at least 1")
+	}
+	if f.dependencyTimeout <= 0 {
+		return c, usagef("--dependency-timeout %s: must be positive, e.g. 72h", f.dependencyTimeout)
+	}
+	if len(f.customerEvents) == 0 {
+		return c, usagef("--customer-events: name at least one event type")
+	}
+	return c, nil
+}
+
+func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
+	cfg, err := f.validate()
+	if err != nil {
+		return err
+	}
+	logger, err := a.globals.logger(a.stderr)
+	if err != nil {
+		return err
+	}
+	if len(cfg.secrets) == 0 {
+		if cfg.secrets, err = ephemeralSecret(); err != nil {
+			return err
+		}
+		cfg.generated = true
+	}
+	ctx := cmd.Context()
+	db, err := a.globals.openStore(cmd)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
+	}
+	a.printBanner(cfg, ln.Addr().String())
+	return a.runServer(ctx, cfg, db, ln, logger)
+}
+
+// runServer serves HTTP on ln and runs the worker until ctx is done, then
+// shuts down: stop accepting, finish in-flight requests and transactions.
+func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, logger zerolog.Logger) error {
+	wcfg := reconcile.Config{
+		Name:              workerName(),
+		Workers:           cfg.workers,
+		MaxAttempts:       cfg.maxAttempts,
+		DependencyTimeout: cfg.dependencyTimeout,
+		CustomerEvents:    cfg.customerEvents,
+	}
+	srv, err := newHTTPServer(cfg, wcfg, db, logger)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdownCtx)
+	})
+	if cfg.role != roleReceiver {
+		worker, err := reconcile.NewWorker(wcfg, db, logger)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return worker.Run(gctx) })
+	}
+	logger.Info().Str("addr", ln.Addr().String()).Str("role", cfg.role).Str("db", string(db.Dialect())).
+		Str("mode", cfg.mode).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
+	err = g.Wait()
+	logger.Info().Msg("orderhook stopped")
+	return err
+}
+
+// newHTTPServer mounts the routes of the contract with timeouts that keep a
+// slow client from holding a connection forever.
+func newHTTPServer(cfg serveConfig, wcfg reconcile.Config, db *store.DB, logger zerolog.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", webhook.Healthz())
+	mux.Handle("GET /readyz", webhook.Readyz(db))
+	metrics, err := metricsHandler()
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle("GET /metrics", metrics)
+	if cfg.adminToken != "" {
+		h, err := admin.NewHandler(admin.Config{Token: cfg.adminToken}, db, logger)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		mux.Handle(admin.PagePrefix, h)
+	}
+	if cfg.role != roleWorker {
+		var deps webhook.DependencyChecker
+		if cfg.mode == string(webhook.ModeReject) {
+			deps = reconcile.NewChecker(wcfg, db)
+		}
+		h, err := webhook.NewHandler(webhook.Config{
+			Secrets:   cfg.secrets,
+			Tolerance: cfg.tolerance,
+			MaxBody:   cfg.maxBodyBytes,
+			Mode:      webhook.Mode(cfg.mode),
+		}, db, deps, logger)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		mux.Handle("/webhooks/stripe", h)
+	}
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}, nil
+}
+
+// metricsHandler serves Prometheus metrics from a registry of this server's
+// own: the Go runtime and the process.
+func metricsHandler() (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), nil
+}
+
+// printBanner tells a person where the endpoint is and, for a generated
+// secret, how to send to it.
+func (a *app) printBanner(cfg serveConfig, addr string) {
+	url := "http://" + addr + "/webhooks/stripe"
+	if cfg.generated {
+		fmt.Fprintf(a.stdout, "No --secret given: generated an ephemeral signing secret for local use:\n  %s\n", cfg.secrets[0])
+		fmt.Fprintf(a.stdout, "Send the sample events:\n  go run ./cmd/orderhook send --url %s --secret %s testdata/events\n", url, cfg.secrets[0])
+	}
+	fmt.Fprintf(a.stdout, "orderhook listening on %s (role %s, database %s)\n", url, cfg.role, store.Redact(a.globals.db))
+}
+
+func ephemeralSecret() ([]string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("generate secret: %w", err)
+	}
+	return []string{"whsec_" + hex.EncodeToString(b)}, nil
+}
+
+// workerName identifies this process in leases and history.
+func workerName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "orderhook"
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/orderhook/orderhook/store"
+)
+
+// defaultDB is the embedded default: a SQLite file in the working directory.
+const defaultDB = "sqlite:orderhook.db"
+
+// globalBindings are the variables behind the flags every command has.
+func globalBindings() []envBinding {
+	return []envBinding{
+		{"db", []string{"ORDERHOOK_DB", "DATABASE_URL"}},
+		{"log-format", []string{"ORDERHOOK_LOG_FORMAT"}},
+		{"log-level", []string{"ORDERHOOK_LOG_LEVEL"}},
+	}
+}
+
+// globalFlags are the values of the persistent flags.
+type globalFlags struct {
+	db        string
+	logFormat string
+	logLevel  string
+}
+
+func (g *globalFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&g.db, "db", defaultDB, "database: sqlite:PATH (embedded) or postgres://USER@HOST:PORT/DB")
+	fs.StringVar(&g.logFormat, "log-format", "json", "log format: json or console")
+	fs.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	envHelp(fs, globalBindings())
+}
+
+// logger builds the process logger, writing to w.
+func (g *globalFlags) logger(w io.Writer) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(g.logLevel)
+	if err != nil || g.logLevel == "" {
+		return zerolog.Logger{}, usagef("--log-level %q: use debug, info, warn or error", g.logLevel)
+	}
+	switch g.logFormat {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
+	default:
+		return zerolog.Logger{}, usagef("--log-format %q: use json or console", g.logFormat)
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}
+
+// openStore opens the configured database; a URL of an unknown form is a
+// usage error.
+func (g *globalFlags) openStore(cmd *cobra.Command) (*store.DB, error) {
+	if !strings.HasPrefix(g.db, "sqlite:") && !strings.HasPrefix(g.db, "postgres://") && !strings.HasPrefix(g.db, "postgresql://") {
+		return nil, usagef("--db %q: use sqlite:PATH or postgres://USER@HOST:PORT/DB", store.Redact(g.db))
+	}
+	db, err := store.Open(cmd.Context(), g.db)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	return db, nil
+}

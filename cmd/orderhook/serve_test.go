@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderhook/orderhook/store"
+	"github.com/orderhook/orderhook/store/storetest"
+)
+
+// server is an orderhook serve process run in-process through run().
+type server struct {
+	url    string // the webhook endpoint
+	banner []string
+	stop   func() error
+}
+
+// startServe runs `orderhook serve args…` until the test ends and returns
+// once it listens.
+func startServe(t *testing.T, getenv func(string) string, args ...string) *server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-level", "warn"}, args...), getenv, strings.NewReader(""), outW, io.Discard)
+		_ = outW.CloseWithError(io.EOF)
+		done <- err
+	}()
+	s := &server{}
+	lines := bufio.NewScanner(outR)
+	for lines.Scan() {
+		s.banner = append(s.banner, lines.Text())
+		if url, ok := strings.CutPrefix(lines.Text(), "orderhook listening on "); ok {
+			s.url = strings.Fields(url)[0]
+			break
+		}
+	}
+	require.NotEmpty(t, s.url, "serve did not start: %q %v", s.banner, lines.Err())
+	go func() { _, _ = io.Copy(io.Discard, outR) }()
+	var stopped bool
+	var stopErr error
+	s.stop = func() error {
+		if !stopped {
+			cancel()
+			stopErr, stopped = <-done, true
+		}
+		return stopErr
+	}
+	t.Cleanup(func() { require.NoError(t, s.stop()) })
+	return s
+}
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+// serve and send end to end, in-process: every real Stripe fixture is signed,
+// posted, stored, and applied or ignored; shutdown is clean.
+func TestServeAndSendEndToEnd(t *testing.T) {
+	t.Parallel()
+	storetest.Dialects(t, func(t *testing.T, dbURL string) {
+		const secret = "whsec_endtoend"
+		srv := startServe(t, env(map[string]string{"ORDERHOOK_DB": dbURL, "ORDERHOOK_STRIPE_SECRETS": secret}))
+
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), []string{"send", "--url", srv.url, "--secret", secret, "--concurrency", "4", "--fresh-ids", "../../testdata/events"},
+			env(nil), strings.NewReader(""), &out, &errOut)
+		require.NoError(t, err, "send: %s %s", out.String(), errOut.String())
+		require.Contains(t, out.String(), "200")
+
+		db := storetest.Open(t, dbURL)
+		waitSettled(t, db)
+		require.NoError(t, srv.stop(), "serve exits cleanly on shutdown")
+	})
+}
+
+// waitSettled waits until no event is pending, polling the database: the
+// server runs in-process but its worker's signals are internal.
+func waitSettled(t *testing.T, db *store.DB) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, db.SQLX().Get(&n, `SELECT count(*) FROM webhook_events WHERE status IN ('pending', 'deferred')`))
+		return n == 0
+	}, 30*time.Second, 20*time.Millisecond)
+	var total int
+	require.NoError(t, db.SQLX().Get(&total, `SELECT count(*) FROM webhook_events`))
+	require.Positive(t, total)
+}
+
+// The routes of the contract: health, readiness, metrics, and the admin API
+// only with a token.
+func TestServeRoutes(t *testing.T) {
+	t.Parallel()
+	base := func(s *server) string { return strings.TrimSuffix(s.url, "/webhooks/stripe") }
+	get := func(url, token string) int {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		require.NoError(t, err)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	open := startServe(t, env(nil), "--db", storetest.SQLiteURL(t), "--secret", "whsec_routes")
+	require.Equal(t, 200, get(base(open)+"/healthz", ""))
+	require.Equal(t, 200, get(base(open)+"/readyz", ""))
+	require.Equal(t, 200, get(base(open)+"/metrics", ""))
+	require.Equal(t, 404, get(base(open)+"/admin/api/status", ""), "no admin API without a token")
+	require.Equal(t, 405, get(open.url, ""))
+
+	guarded := startServe(t, env(map[string]string{"ORDERHOOK_ADMIN_TOKEN": "s3cret-token"}), "--db", storetest.SQLiteURL(t), "--secret", "whsec_routes")
+	require.Equal(t, 401, get(base(guarded)+"/admin/api/status", ""))
+	require.Equal(t, 401, get(base(guarded)+"/admin/api/status", "wrong"))
+	require.Equal(t, 200, get(base(guarded)+"/admin/api/status", "s3cret-token"))
+
+	worker := startServe(t, env(nil), "--db", storetest.SQLiteURL(t), "--secret", "whsec_routes", "--role", "worker")
+	require.Equal(t, 404, get(worker.url, ""), "a worker does not receive")
+	require.Equal(t, 200, get(base(worker)+"/readyz", ""))
+}
+
+func TestServeGeneratesAnEphemeralSecret(t *testing.T) {
+	t.Parallel()
+	srv := startServe(t, env(nil), "--db", storetest.SQLiteURL(t))
+	banner := strings.Join(srv.banner, "\n")
+	require.Contains(t, banner, "generated an ephemeral signing secret")
+	require.Regexp(t, `send --url http://127\.0\.0\.1:\d+/webhooks/stripe --secret whsec_[0-9a-f]{48} testdata/events`, banner)
+}
+
+func TestServeRejectsBadConfiguration(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"db url", []string{"--db", "mysql://x"}, nil, "use sqlite:PATH or postgres://"},
+		{"db url from env", nil, map[string]string{"DATABASE_URL": "redis://x"}, "use sqlite:PATH or postgres://"},
+		{"secret prefix", []string{"--secret", "sk_test_123"}, nil, "starts with whsec_"},
+		{"secret prefix from env", nil, map[string]string{"ORDERHOOK_STRIPE_SECRETS": "whsec_ok, oops"}, "starts with whsec_"},
+		{"zero tolerance", []string{"--tolerance", "0s"}, nil, "--tolerance 0s: must be positive"},
+		{"bad tolerance env", nil, map[string]string{"ORDERHOOK_TOLERANCE": "five minutes"}, "ORDERHOOK_TOLERANCE"},
+		{"mode", []string{"--mode", "sleep"}, nil, "use defer or reject"},
+		{"role", []string{"--role", "both"}, nil, "use all, receiver or worker"},
+		{"max body", []string{"--max-body", "lots"}, nil, "--max-body"},
+		{"workers", []string{"--workers", "0"}, nil, "at least 1"},
+		{"log format", []string{"--log-format", "xml"}, nil, "use json or console"},
+		{"unknown flag", []string{"--colour"}, nil, "unknown flag"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stderr bytes.Buffer
+			args := []string{"serve"}
+			if tc.env["DATABASE_URL"] == "" {
+				args = append(args, "--db", storetest.SQLiteURL(t))
+			}
+			args = append(args, tc.args...)
+			err := run(context.Background(), args, env(tc.env), strings.NewReader(""), io.Discard, &stderr)
+			require.ErrorContains(t, err, tc.want)
+			require.Equal(t, exitUsage, exitCode(err))
+		})
+	}
+}
