@@ -1,0 +1,54 @@
+# orderhook — run `make help` for the targets.
+SHELL := bash
+PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build ./bin/orderhook
+	go build -o bin/orderhook ./cmd/orderhook
+
+.PHONY: run
+run: ## Serve on the embedded SQLite default (./orderhook.db)
+	go run ./cmd/orderhook serve --log-format console
+
+.PHONY: test
+test: ## Run the tests with the race detector (SQLite; PostgreSQL too when ORDERHOOK_TEST_DATABASE_URL is set)
+	go test -race ./...
+
+.PHONY: test-pg
+test-pg: ## Run the tests against the local PostgreSQL (PG_URL)
+	ORDERHOOK_TEST_DATABASE_URL='$(PG_URL)' go test -race ./...
+
+.PHONY: test-full
+test-full: ## The PostgreSQL tests plus the full-size permutation property on both engines (200 orders each)
+	ORDERHOOK_PERMUTATIONS=200 ORDERHOOK_TEST_DATABASE_URL='$(PG_URL)' go test -race -timeout 60m ./...
+
+.PHONY: ci
+ci: ## Run what CI runs (.ci/run)
+	bash .ci/run
+
+.PHONY: lint
+lint: ## gofmt, go vet, and staticcheck when installed
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	go vet ./...
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: go install honnef.co/go/tools/cmd/staticcheck@latest"; fi
+
+.PHONY: fuzz
+fuzz: ## Fuzz the header and envelope parsers (FUZZTIME each, default 2m)
+	go test ./webhook -run '^$$' -fuzz FuzzSignatureHeader -fuzztime $${FUZZTIME:-2m}
+	go test ./internal/stripeevent -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-2m}
+
+.PHONY: bench
+bench: ## Run the Go benchmarks of the hot paths
+	ORDERHOOK_TEST_DATABASE_URL='$(PG_URL)' go test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: compose-config
+compose-config: ## Validate docker-compose.yml
+	STRIPE_WEBHOOK_SECRET=whsec_check docker-compose -f docker-compose.yml config -q
+
+.PHONY: docker
+docker: ## Build the container image
+	docker build -t orderhook .
