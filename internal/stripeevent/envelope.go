@@ -9,7 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ErrMalformed is returned, wrapped with the reason, for a body that is not
@@ -79,7 +82,39 @@ func Parse(payload []byte) (Envelope, error) {
 	if head.Object == "customer" {
 		env.CustomerID = head.ID
 	}
+	if err := env.validate(*w.Created); err != nil {
+		return Envelope{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
 	return env, nil
+}
+
+// maxCreated is the last second of year 9999, the latest time both engines
+// store.
+const maxCreated = 253402300799
+
+// maxIDLength bounds every identifier; Stripe's are far shorter.
+const maxIDLength = 255
+
+// validate rejects what no Stripe event carries and a database would refuse:
+// identifiers that are not printable UTF-8 or are absurdly long, and times
+// outside the years 1970 to 9999. Such an event could never be stored, so it
+// is answered 400 rather than 503 forever.
+func (e Envelope) validate(created int64) error {
+	if created <= 0 || created > maxCreated {
+		return fmt.Errorf("created %d is not a Unix time between 1970 and 9999", created)
+	}
+	for _, f := range []struct{ name, value string }{
+		{"id", e.ID}, {"type", e.Type}, {"api_version", e.APIVersion},
+		{"data.object.id", e.ObjectID}, {"data.object.object", e.ObjectType}, {"customer", e.CustomerID},
+	} {
+		if len(f.value) > maxIDLength {
+			return fmt.Errorf("%s is longer than %d bytes", f.name, maxIDLength)
+		}
+		if !utf8.ValidString(f.value) || strings.IndexFunc(f.value, unicode.IsControl) >= 0 {
+			return fmt.Errorf("%s holds control characters or invalid UTF-8", f.name)
+		}
+	}
+	return nil
 }
 
 func (w *wireEnvelope) validate() error {

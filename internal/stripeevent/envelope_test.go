@@ -99,6 +99,11 @@ func TestParseRejectsWhatIsNotAnEvent(t *testing.T) {
 		"not an event":      `{"id":"cus_1","object":"customer","type":"x.y","created":1,"data":{"object":{}}}`,
 		"customer a number": `{"id":"evt_1","type":"x.y","created":1,"data":{"object":{"customer":5}}}`,
 		"empty":             ``,
+		"NUL in id":         `{"id":"evt_\u0000","type":"x.y","created":1,"data":{"object":{}}}`,
+		"newline in type":   `{"id":"evt_1","type":"x.y\n","created":1,"data":{"object":{}}}`,
+		"created too late":  `{"id":"evt_1","type":"x.y","created":999999999999999,"data":{"object":{}}}`,
+		"created negative":  `{"id":"evt_1","type":"x.y","created":-5,"data":{"object":{}}}`,
+		"customer too long": `{"id":"evt_1","type":"x.y","created":1,"data":{"object":{"customer":"` + strings.Repeat("c", 300) + `"}}}`,
 	} {
 		_, err := stripeevent.Parse([]byte(body))
 		require.ErrorIs(t, err, stripeevent.ErrMalformed, name)

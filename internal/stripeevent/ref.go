@@ -35,6 +35,6 @@ func (r *Ref) UnmarshalJSON(b []byte) error {
 		*r = Ref(obj.ID)
 		return nil
 	default:
-		return fmt.Errorf("reference is neither an id nor an object: %.20s", b)
+		return fmt.Errorf("reference is neither an id nor an object")
 	}
 }
