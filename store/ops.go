@@ -37,6 +37,25 @@ type EventFilter struct {
 	Cursor     string    `json:"cursor,omitempty"` // EventPage.NextCursor of the previous page
 }
 
+// ParseTimeBound reads a bound of EventFilter.Since or Until as operators
+// write it: an RFC 3339 time, a date (2006-01-02, UTC), or a duration before
+// now (24h). "" is the zero time, no bound. It returns an error naming the
+// accepted forms.
+func ParseTimeBound(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339, "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time, a date (2006-01-02) or a duration (24h)", s)
+}
+
 // EventPage is one page of ListEvents, newest first. NextCursor is empty on
 // the last page. Payloads are not loaded.
 type EventPage struct {

@@ -67,32 +67,16 @@ func (f *filterFlags) filter(now time.Time) (store.EventFilter, error) {
 		out.Statuses = append(out.Statuses, store.Status(strings.TrimSpace(s)))
 	}
 	var err error
-	if out.Since, err = parseSince(f.since, now); err != nil {
+	if out.Since, err = store.ParseTimeBound(f.since, now); err != nil {
 		return out, usagef("--since: %v", err)
 	}
-	if out.Until, err = parseSince(f.until, now); err != nil {
+	if out.Until, err = store.ParseTimeBound(f.until, now); err != nil {
 		return out, usagef("--until: %v", err)
 	}
 	if f.paged && (f.limit < 1 || f.limit > store.MaxListLimit) {
 		return out, usagef("--limit %d: use 1 to %d", f.limit, store.MaxListLimit)
 	}
 	return out, nil
-}
-
-// parseSince reads an RFC 3339 time, a date, or a duration before now.
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339, "2006-01-02"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time, a date (2006-01-02) or a duration (24h)", s)
 }
 
 func (a *app) eventsListCmd() *cobra.Command {

@@ -233,10 +233,10 @@ func parseFilter(q url.Values, now time.Time) (store.EventFilter, error) {
 	f.Types = list(q["type"])
 	f.CustomerID = q.Get("customer")
 	var err error
-	if f.Since, err = parseTime(q.Get("since"), now); err != nil {
+	if f.Since, err = store.ParseTimeBound(q.Get("since"), now); err != nil {
 		return f, badRequest{fmt.Errorf("since: %w", err)}
 	}
-	if f.Until, err = parseTime(q.Get("until"), now); err != nil {
+	if f.Until, err = store.ParseTimeBound(q.Get("until"), now); err != nil {
 		return f, badRequest{fmt.Errorf("until: %w", err)}
 	}
 	return f, nil
@@ -253,23 +253,6 @@ func list(values []string) []string {
 		}
 	}
 	return out
-}
-
-// parseTime reads an RFC 3339 time, a date, or a duration before now; "" is
-// zero.
-func parseTime(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339, "2006-01-02"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time, a date (2006-01-02) or a duration (24h)", s)
 }
 
 // intParam reads a non-negative integer query parameter; absent is 0.
