@@ -116,13 +116,18 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // loop claims and processes batches, sleeping until a wake-up or the poll
-// interval when nothing is due, and backing off while the store fails.
+// interval when nothing is due, and backing off while the store fails. The
+// events it claimed but could not process because the store failed are
+// retried first when the store answers again: they are still under its
+// lease, so they need not wait for the lease to expire.
 func (w *Worker) loop(ctx context.Context, name string) error {
 	wake, unsubscribe := w.store.Subscribe()
 	defer unsubscribe()
+	var carried []store.Event
 	failures := 0
 	for {
-		n, err := w.RunOnce(ctx, name)
+		n, rest, err := w.runBatch(ctx, name, carried)
+		carried = rest
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -130,8 +135,8 @@ func (w *Worker) loop(ctx context.Context, name string) error {
 		switch {
 		case err != nil:
 			failures++
-			wait = backoff(failures, w.cfg.PollInterval, 30*time.Second)
-			w.logger.Error().Err(err).Str("worker", name).Dur("retry_in", wait).Msg("claim failed")
+			wait = backoff(failures, w.cfg.PollInterval, 5*time.Second)
+			w.logger.Error().Err(err).Str("worker", name).Int("carried", len(carried)).Dur("retry_in", wait).Msg("store unavailable")
 		case n == w.cfg.BatchSize:
 			failures = 0
 			continue // more may be due
@@ -147,18 +152,30 @@ func (w *Worker) loop(ctx context.Context, name string) error {
 // RunOnce claims one batch as worker name and processes it. It returns how
 // many events it claimed, and an error only when the store failed.
 func (w *Worker) RunOnce(ctx context.Context, name string) (int, error) {
-	events, err := w.store.Claim(ctx, store.ClaimParams{
-		Worker: name, Limit: w.cfg.BatchSize, Now: w.cfg.Now(), Lease: w.cfg.Lease,
-	})
-	if err != nil {
-		return 0, err
-	}
-	for _, ev := range events {
-		if err := w.process(ctx, name, ev); err != nil {
-			return len(events), err
+	n, _, err := w.runBatch(ctx, name, nil)
+	return n, err
+}
+
+// runBatch processes the carried events, or else claims a batch, and
+// returns how many it handled and those it could not process because the
+// store failed.
+func (w *Worker) runBatch(ctx context.Context, name string, carried []store.Event) (int, []store.Event, error) {
+	events := carried
+	if len(events) == 0 {
+		var err error
+		events, err = w.store.Claim(ctx, store.ClaimParams{
+			Worker: name, Limit: w.cfg.BatchSize, Now: w.cfg.Now(), Lease: w.cfg.Lease,
+		})
+		if err != nil {
+			return 0, nil, err
 		}
 	}
-	return len(events), nil
+	for i, ev := range events {
+		if err := w.process(ctx, name, ev); err != nil {
+			return len(events), events[i:], err
+		}
+	}
+	return len(events), nil, nil
 }
 
 // sleep waits for a wake-up, d, or ctx; it reports false when ctx is done.

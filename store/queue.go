@@ -24,9 +24,11 @@ type ClaimParams struct {
 
 // Claim leases up to p.Limit pending events that are due, oldest first. A
 // claimed row's next_attempt_at moves to the end of its lease, so a worker
-// that dies leaves it to be claimed again when the lease expires. Concurrent
-// claimers never receive the same row (FOR UPDATE SKIP LOCKED on PostgreSQL,
-// one writer on SQLite).
+// that dies leaves it to be claimed again when the lease expires. Rows still
+// leased to p.Worker itself are claimed again at once: a worker claims only
+// when it holds nothing, so such rows come from a claim whose answer was lost
+// (a dropped connection). Concurrent claimers never receive the same row (FOR
+// UPDATE SKIP LOCKED on PostgreSQL, one writer on SQLite).
 func (db *DB) Claim(ctx context.Context, p ClaimParams) ([]Event, error) {
 	until := ts(p.Now.Add(p.Lease))
 	var query string
@@ -34,7 +36,7 @@ func (db *DB) Claim(ctx context.Context, p ClaimParams) ([]Event, error) {
 		query = `
 		WITH due AS (
 			SELECT event_id AS due_id FROM webhook_events
-			WHERE status = 'pending' AND next_attempt_at <= $1
+			WHERE status = 'pending' AND (next_attempt_at <= $1 OR lease_owner = $3)
 			ORDER BY next_attempt_at
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED
@@ -47,7 +49,7 @@ func (db *DB) Claim(ctx context.Context, p ClaimParams) ([]Event, error) {
 		UPDATE webhook_events SET lease_owner = $3, lease_expires_at = $4, next_attempt_at = $4
 		WHERE event_id IN (
 			SELECT event_id FROM webhook_events
-			WHERE status = 'pending' AND next_attempt_at <= $1
+			WHERE status = 'pending' AND (next_attempt_at <= $1 OR lease_owner = $3)
 			ORDER BY next_attempt_at
 			LIMIT $2
 		)

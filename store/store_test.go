@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -111,6 +112,11 @@ func TestClaimTakesDueRowsInTimeOrder(t *testing.T) {
 		require.Len(t, again, 1, "leased rows are not claimed again")
 		require.Equal(t, "evt_d", again[0].ID)
 
+		own, err := db.Claim(ctx, store.ClaimParams{Worker: "x", Limit: 10, Now: t0.Add(3 * time.Second), Lease: time.Minute})
+		require.NoError(t, err)
+		require.Len(t, own, 1, "a worker takes back what is still leased to itself (a lost claim answer)")
+		require.Equal(t, "evt_d", own[0].ID)
+
 		expired, err := db.Claim(ctx, store.ClaimParams{Worker: "y", Limit: 10, Now: t0.Add(2 * time.Minute), Lease: time.Minute})
 		require.NoError(t, err)
 		require.Len(t, expired, 5, "expired leases are claimed again")
@@ -134,8 +140,10 @@ func TestConcurrentClaimsAreDisjoint(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				name := string(rune('A' + w))
-				for {
+				for i := 0; ; i++ {
+					// A worker claims only when it holds nothing, so each
+					// claim here is a worker of its own.
+					name := fmt.Sprintf("%c%d", 'A'+w, i)
 					got, err := db.Claim(ctx, store.ClaimParams{Worker: name, Limit: 7, Now: t0, Lease: time.Hour})
 					require.NoError(t, err)
 					if len(got) == 0 {

@@ -31,7 +31,7 @@ func startServe(t *testing.T, getenv func(string) string, args ...string) *serve
 	outR, outW := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-level", "warn"}, args...), getenv, strings.NewReader(""), outW, io.Discard)
+		err := run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--log-level", "warn", "--log-format", "console"}, args...), getenv, strings.NewReader(""), outW, testLog{t})
 		_ = outW.CloseWithError(io.EOF)
 		done <- err
 	}()
@@ -173,4 +173,12 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 			require.Equal(t, exitUsage, exitCode(err))
 		})
 	}
+}
+
+// testLog writes a server's log lines into the test's output.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
