@@ -82,19 +82,8 @@ type Tx struct {
 // fn's error, untouched, after rolling back. fn must record the outcome with
 // one of Tx's Mark methods. Transactions that lose a deadlock are retried.
 func (db *DB) Process(ctx context.Context, ev Event, worker string, now time.Time, fn func(ctx context.Context, tx *Tx) error) error {
-	var err error
-	for range 3 {
-		err = db.processOnce(ctx, ev, worker, now, fn)
-		if !isRetryable(err) {
-			break
-		}
-	}
-	return err
-}
-
-func (db *DB) processOnce(ctx context.Context, ev Event, worker string, now time.Time, fn func(ctx context.Context, tx *Tx) error) error {
 	var released int
-	err := db.withTx(ctx, func(sqltx *sqlx.Tx) error {
+	err := db.withRetry(ctx, func(sqltx *sqlx.Tx) error {
 		if err := db.lockKey(ctx, sqltx, serializationKey(ev)); err != nil {
 			return err
 		}
