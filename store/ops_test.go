@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,66 +16,6 @@ import (
 // opsT0 is the fixed "now" of the operator tests.
 var opsT0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// opsRow describes one seeded inbox row.
-type opsRow struct {
-	id, typ, customer string
-	status            store.Status
-	received          time.Time
-	waitingFor        string
-	lastError         string
-	attempts          int
-	secret            int
-}
-
-// opsSeed inserts rows with InsertEvent in one go, then sets their state
-// directly, as the worker would have.
-func opsSeed(t *testing.T, db *store.DB, rows ...opsRow) {
-	t.Helper()
-	ctx := context.Background()
-	for _, r := range rows {
-		ins, err := db.InsertEvent(ctx, store.Event{
-			ID: r.id, Type: r.typ, Created: r.received.Truncate(time.Second), CustomerID: r.customer,
-			Payload: []byte(`{"id":"` + r.id + `"}`), ReceivedAt: r.received, SecretIndex: r.secret,
-		})
-		require.NoError(t, err)
-		require.True(t, ins)
-	}
-	tx, err := db.SQLX().BeginTxx(ctx, nil)
-	require.NoError(t, err)
-	for _, r := range rows {
-		if r.status == "" || r.status == store.StatusPending && r.lastError == "" && r.attempts == 0 {
-			continue
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE webhook_events SET status = $2, waiting_for = NULLIF($3, ''),
-			last_error = NULLIF($4, ''), attempts = $5 WHERE event_id = $1`, r.id, r.status, r.waitingFor, r.lastError, r.attempts)
-		require.NoError(t, err)
-	}
-	require.NoError(t, tx.Commit())
-}
-
-// opsBulkDead inserts n dead rows of type typ, one second apart from start,
-// in one transaction of multi-row INSERTs (InsertEvent commits each row, and
-// thousands would make the test slow).
-func opsBulkDead(t *testing.T, db *store.DB, prefix, typ string, n int, start time.Time) {
-	t.Helper()
-	ctx := context.Background()
-	tx, err := db.SQLX().BeginTxx(ctx, nil)
-	require.NoError(t, err)
-	for first := 0; first < n; first += 200 {
-		var values []string
-		var args []any
-		for i := first; i < min(first+200, n); i++ {
-			k := len(args)
-			values = append(values, fmt.Sprintf("($%d, $%d, $%d, $%d, '{}', $%d, 'dead', 12, $%d, 'boom')", k+1, k+2, k+3, k+4, k+3, k+3))
-			args = append(args, fmt.Sprintf("%s_%05d", prefix, i), typ, start.Add(time.Duration(i)*time.Second), fmt.Sprintf("cus_%d", i%7))
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO webhook_events (event_id, type, created, customer_id, payload,
-			received_at, status, attempts, next_attempt_at, last_error) VALUES `+strings.Join(values, ", "), args...)
-		require.NoError(t, err)
-	}
-	require.NoError(t, tx.Commit())
-}
-
 func opsIDs(events []store.Event) []string {
 	out := make([]string, len(events))
 	for i, ev := range events {
@@ -85,15 +24,15 @@ func opsIDs(events []store.Event) []string {
 	return out
 }
 
-func opsListSeed() []opsRow {
-	return []opsRow{
-		{id: "evt_1", typ: "customer.created", customer: "cus_a", status: store.StatusApplied, received: opsT0.Add(-6 * time.Hour)},
-		{id: "evt_2", typ: "invoice.paid", customer: "cus_b", status: store.StatusDeferred, waitingFor: "customer:cus_b", received: opsT0.Add(-5 * time.Hour)},
-		{id: "evt_3", typ: "invoice.payment_failed", customer: "cus_b", status: store.StatusDeferred, waitingFor: "customer:cus_b", received: opsT0.Add(-4 * time.Hour)},
-		{id: "evt_4", typ: "invoice.paid", customer: "cus_c", status: store.StatusDead, lastError: "handler: boom", attempts: 12, received: opsT0.Add(-3 * time.Hour)},
-		{id: "evt_5", typ: "customer.subscription.created", customer: "cus_d", status: store.StatusPending, received: opsT0.Add(-2 * time.Hour), secret: 1},
-		{id: "evt_6", typ: "product.created", status: store.StatusIgnored, received: opsT0.Add(-time.Hour), secret: 1},
-		{id: "evt_7", typ: "invoice.paid", customer: "cus_e", status: store.StatusDeferred, waitingFor: "customer:cus_e", received: opsT0.Add(-30 * time.Minute)},
+func opsListSeed() []storetest.Row {
+	return []storetest.Row{
+		{ID: "evt_1", Type: "customer.created", CustomerID: "cus_a", Status: store.StatusApplied, Received: opsT0.Add(-6 * time.Hour)},
+		{ID: "evt_2", Type: "invoice.paid", CustomerID: "cus_b", Status: store.StatusDeferred, WaitingFor: "customer:cus_b", Received: opsT0.Add(-5 * time.Hour)},
+		{ID: "evt_3", Type: "invoice.payment_failed", CustomerID: "cus_b", Status: store.StatusDeferred, WaitingFor: "customer:cus_b", Received: opsT0.Add(-4 * time.Hour)},
+		{ID: "evt_4", Type: "invoice.paid", CustomerID: "cus_c", Status: store.StatusDead, LastError: "handler: boom", Attempts: 12, Received: opsT0.Add(-3 * time.Hour)},
+		{ID: "evt_5", Type: "customer.subscription.created", CustomerID: "cus_d", Status: store.StatusPending, Received: opsT0.Add(-2 * time.Hour), SecretIndex: 1},
+		{ID: "evt_6", Type: "product.created", Status: store.StatusIgnored, Received: opsT0.Add(-time.Hour), SecretIndex: 1},
+		{ID: "evt_7", Type: "invoice.paid", CustomerID: "cus_e", Status: store.StatusDeferred, WaitingFor: "customer:cus_e", Received: opsT0.Add(-30 * time.Minute)},
 	}
 }
 
@@ -101,7 +40,7 @@ func TestListEventsFilters(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		opsSeed(t, db, opsListSeed()...)
+		storetest.Seed(t, db, opsListSeed()...)
 		for _, tc := range []struct {
 			name string
 			f    store.EventFilter
@@ -134,8 +73,8 @@ func TestListEventsPaginates(t *testing.T) {
 		ctx := context.Background()
 		rows := opsListSeed()
 		// Two rows received in the same instant are ordered by id.
-		rows = append(rows, opsRow{id: "evt_8", typ: "invoice.paid", customer: "cus_f", received: opsT0.Add(-4 * time.Hour)})
-		opsSeed(t, db, rows...)
+		rows = append(rows, storetest.Row{ID: "evt_8", Type: "invoice.paid", CustomerID: "cus_f", Received: opsT0.Add(-4 * time.Hour)})
+		storetest.Seed(t, db, rows...)
 		var got []string
 		f := store.EventFilter{Limit: 3}
 		for range 10 {
@@ -158,10 +97,10 @@ func TestEventDetail(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		opsSeed(t, db, opsListSeed()...)
+		storetest.Seed(t, db, opsListSeed()...)
 		d, err := db.EventDetail(ctx, "evt_4")
 		require.NoError(t, err)
-		require.Equal(t, `{"id":"evt_4"}`, string(d.Event.Payload))
+		require.Equal(t, `{"id": "evt_4", "object": "event"}`, string(d.Event.Payload))
 		require.Equal(t, "handler: boom", d.Event.LastError)
 		require.Empty(t, d.Attempts)
 		require.NotNil(t, d.Attempts)
@@ -175,10 +114,10 @@ func TestStats(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		rows := append(opsListSeed(),
-			opsRow{id: "evt_old", typ: "invoice.paid", customer: "cus_z", status: store.StatusApplied, received: opsT0.Add(-48 * time.Hour), secret: 2},
-			opsRow{id: "evt_9", typ: "invoice.paid", customer: "cus_x", status: store.StatusPending, received: opsT0.Add(-10 * time.Minute)},
+			storetest.Row{ID: "evt_old", Type: "invoice.paid", CustomerID: "cus_z", Status: store.StatusApplied, Received: opsT0.Add(-48 * time.Hour), SecretIndex: 2},
+			storetest.Row{ID: "evt_9", Type: "invoice.paid", CustomerID: "cus_x", Status: store.StatusPending, Received: opsT0.Add(-10 * time.Minute)},
 		)
-		opsSeed(t, db, rows...)
+		storetest.Seed(t, db, rows...)
 		_, err := db.Claim(ctx, store.ClaimParams{Worker: "w/0", Limit: 1, Now: opsT0, Lease: time.Minute})
 		require.NoError(t, err)
 
@@ -210,7 +149,7 @@ func TestReplayNamedEvents(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		opsSeed(t, db, opsListSeed()...)
+		storetest.Seed(t, db, opsListSeed()...)
 		res, err := db.Replay(ctx, store.ReplayParams{
 			IDs: []string{"evt_4", "evt_1", "evt_missing", "evt_4"}, Actor: "cli:ops", Reason: "handler fixed", Now: opsT0,
 		})
@@ -264,8 +203,8 @@ func TestReplayRefusesLeasedRows(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		opsSeed(t, db, opsRow{id: "evt_l", typ: "invoice.paid", customer: "cus_a", received: opsT0.Add(-time.Minute)},
-			opsRow{id: "evt_p", typ: "invoice.paid", customer: "cus_b", received: opsT0})
+		storetest.Seed(t, db, storetest.Row{ID: "evt_l", Type: "invoice.paid", CustomerID: "cus_a", Received: opsT0.Add(-time.Minute)},
+			storetest.Row{ID: "evt_p", Type: "invoice.paid", CustomerID: "cus_b", Received: opsT0})
 		claimed, err := db.Claim(ctx, store.ClaimParams{Worker: "w/0", Limit: 1, Now: opsT0, Lease: time.Minute})
 		require.NoError(t, err)
 		require.Equal(t, []string{"evt_l"}, opsIDs(claimed))
@@ -298,8 +237,8 @@ func TestReplayBulkDeadRows(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		opsBulkDead(t, db, "evt_paid", "invoice.paid", 1500, opsT0.Add(-24*time.Hour))
-		opsBulkDead(t, db, "evt_sub", "customer.subscription.updated", 500, opsT0.Add(-24*time.Hour))
+		storetest.SeedDead(t, db, "evt_paid", "invoice.paid", 1500, opsT0.Add(-24*time.Hour), func(i int) string { return fmt.Sprintf("cus_%d", i%7) })
+		storetest.SeedDead(t, db, "evt_sub", "customer.subscription.updated", 500, opsT0.Add(-24*time.Hour), func(i int) string { return fmt.Sprintf("cus_%d", i%7) })
 		dead := store.EventFilter{Statuses: []store.Status{store.StatusDead}, Types: []string{"invoice.*"}}
 
 		res, err := db.Replay(ctx, store.ReplayParams{Filter: dead, DryRun: true, Now: opsT0})
@@ -347,7 +286,7 @@ func TestDiscard(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		opsSeed(t, db, opsListSeed()...)
+		storetest.Seed(t, db, opsListSeed()...)
 		claimed, err := db.Claim(ctx, store.ClaimParams{Worker: "w/0", Limit: 1, Now: opsT0, Lease: time.Minute})
 		require.NoError(t, err)
 		require.Equal(t, []string{"evt_5"}, opsIDs(claimed))
@@ -390,7 +329,7 @@ func TestReplayNeverWaitsForAWorkersTransaction(t *testing.T) {
 	t.Parallel()
 	db := storetest.Postgres(t)
 	ctx := context.Background()
-	opsSeed(t, db, opsRow{id: "evt_busy", typ: "customer.created", customer: "cus_a", received: opsT0})
+	storetest.Seed(t, db, storetest.Row{ID: "evt_busy", Type: "customer.created", CustomerID: "cus_a", Received: opsT0})
 	claimed, err := db.Claim(ctx, store.ClaimParams{Worker: "w/0", Limit: 1, Now: opsT0, Lease: time.Minute})
 	require.NoError(t, err)
 	require.Len(t, claimed, 1)

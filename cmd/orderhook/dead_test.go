@@ -35,8 +35,8 @@ func TestDeadReplayBulk(t *testing.T) {
 	storetest.Dialects(t, func(t *testing.T, url string) {
 		c := newOpsCLI(t, url)
 		start := opsT.Add(-24 * time.Hour)
-		c.bulkDead(t, "evt_paid", "invoice.paid", 1500, start)
-		c.bulkDead(t, "evt_sub", "customer.subscription.updated", 500, start)
+		storetest.SeedDead(t, c.db, "evt_paid", "invoice.paid", 1500, start, func(int) string { return "cus_bulk" })
+		storetest.SeedDead(t, c.db, "evt_sub", "customer.subscription.updated", 500, start, func(int) string { return "cus_bulk" })
 		ctx := context.Background()
 		dead := func() int {
 			s, err := c.db.Stats(ctx, opsT, 1)

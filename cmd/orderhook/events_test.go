@@ -16,7 +16,7 @@ import (
 func eventsCLI(t *testing.T, url string) opsCLI {
 	t.Helper()
 	c := newOpsCLI(t, url)
-	c.seed(t, statusRows(opsT)...)
+	storetest.Seed(t, c.db, statusRows(opsT)...)
 	ctx := context.Background()
 	claimed, err := c.db.Claim(ctx, store.ClaimParams{Worker: "w/0", Limit: 1, Now: opsT, Lease: time.Minute})
 	require.NoError(t, err)
@@ -218,7 +218,7 @@ func TestEventsReplayWhileAWorkerHoldsTheLease(t *testing.T) {
 	storetest.Dialects(t, func(t *testing.T, url string) {
 		c := newOpsCLI(t, url)
 		now := time.Now().UTC().Truncate(time.Second)
-		c.seed(t, opsRow{id: "evt_l", typ: "invoice.paid", customer: "cus_a", status: store.StatusPending, received: now.Add(-time.Minute)})
+		storetest.Seed(t, c.db, storetest.Row{ID: "evt_l", Type: "invoice.paid", CustomerID: "cus_a", Status: store.StatusPending, Received: now.Add(-time.Minute)})
 		ctx := context.Background()
 		claimed, err := c.db.Claim(ctx, store.ClaimParams{Worker: "worker/3", Limit: 1, Now: now, Lease: time.Hour})
 		require.NoError(t, err)

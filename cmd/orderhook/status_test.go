@@ -16,16 +16,16 @@ import (
 
 // statusRows are received relative to base, since status measures ages
 // against the real clock.
-func statusRows(base time.Time) []opsRow {
-	return []opsRow{
-		{id: "evt_0", typ: "customer.created", customer: "cus_z", status: store.StatusApplied, received: base.Add(-48 * time.Hour), secret: 1},
-		{id: "evt_1", typ: "customer.created", customer: "cus_a", status: store.StatusApplied, received: base.Add(-6 * time.Hour)},
-		{id: "evt_2", typ: "invoice.paid", customer: "cus_b", status: store.StatusDeferred, waitingFor: "customer:cus_b", received: base.Add(-5 * time.Hour)},
-		{id: "evt_3", typ: "invoice.payment_failed", customer: "cus_b", status: store.StatusDeferred, waitingFor: "customer:cus_b", received: base.Add(-4 * time.Hour)},
-		{id: "evt_4", typ: "invoice.paid", customer: "cus_c", status: store.StatusDead, lastError: "handler: boom", attempts: 12, received: base.Add(-3 * time.Hour)},
-		{id: "evt_5", typ: "customer.subscription.created", customer: "cus_d", status: store.StatusPending, received: base.Add(-2 * time.Hour)},
-		{id: "evt_6", typ: "product.created", status: store.StatusIgnored, received: base.Add(-time.Hour), secret: 1},
-		{id: "evt_7", typ: "invoice.paid", customer: "cus_e", status: store.StatusDeferred, waitingFor: "customer:cus_e", received: base.Add(-30 * time.Minute)},
+func statusRows(base time.Time) []storetest.Row {
+	return []storetest.Row{
+		{ID: "evt_0", Type: "customer.created", CustomerID: "cus_z", Status: store.StatusApplied, Received: base.Add(-48 * time.Hour), SecretIndex: 1},
+		{ID: "evt_1", Type: "customer.created", CustomerID: "cus_a", Status: store.StatusApplied, Received: base.Add(-6 * time.Hour)},
+		{ID: "evt_2", Type: "invoice.paid", CustomerID: "cus_b", Status: store.StatusDeferred, WaitingFor: "customer:cus_b", Received: base.Add(-5 * time.Hour)},
+		{ID: "evt_3", Type: "invoice.payment_failed", CustomerID: "cus_b", Status: store.StatusDeferred, WaitingFor: "customer:cus_b", Received: base.Add(-4 * time.Hour)},
+		{ID: "evt_4", Type: "invoice.paid", CustomerID: "cus_c", Status: store.StatusDead, LastError: "handler: boom", Attempts: 12, Received: base.Add(-3 * time.Hour)},
+		{ID: "evt_5", Type: "customer.subscription.created", CustomerID: "cus_d", Status: store.StatusPending, Received: base.Add(-2 * time.Hour)},
+		{ID: "evt_6", Type: "product.created", Status: store.StatusIgnored, Received: base.Add(-time.Hour), SecretIndex: 1},
+		{ID: "evt_7", Type: "invoice.paid", CustomerID: "cus_e", Status: store.StatusDeferred, WaitingFor: "customer:cus_e", Received: base.Add(-30 * time.Minute)},
 	}
 }
 
@@ -34,7 +34,7 @@ func TestStatusReportsAndExitsOneOnDeadEvents(t *testing.T) {
 	storetest.Dialects(t, func(t *testing.T, url string) {
 		c := newOpsCLI(t, url)
 		base := time.Now().UTC().Truncate(time.Second)
-		c.seed(t, statusRows(base)...)
+		storetest.Seed(t, c.db, statusRows(base)...)
 
 		out, stderr, err := c.run("", "status")
 		require.ErrorIs(t, err, errProblemsFound)
