@@ -117,3 +117,20 @@ func readMirror(t *testing.T, db *store.DB) scenario.Want {
 	}
 	return got
 }
+
+// An event received by one replica wakes the workers of another at once:
+// the worker's poll interval is an hour, so only LISTEN/NOTIFY can deliver
+// the wake-up, for the insert and for the release.
+func TestNotifyWakesWorkersOfAnotherReplica(t *testing.T) {
+	t.Parallel()
+	url := storetest.PostgresURL(t)
+	receiver, worker := storetest.Open(t, url), storetest.Open(t, url)
+	s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "notify"})
+	h := startWorker(t, worker, reconcile.Config{PollInterval: time.Hour})
+	paid, created := find(t, s, "invoice.paid"), find(t, s, "customer.created")
+
+	insert(t, receiver, paid, time.Now())
+	h.waitOutcome(t, paid.ID, store.OutcomeDeferred)
+	insert(t, receiver, created, time.Now())
+	h.waitOutcome(t, paid.ID, store.OutcomeApplied)
+}

@@ -68,8 +68,9 @@ func (b *broadcaster) signal() {
 	}
 }
 
-// listenOnce starts one LISTEN connection for the process. After a reconnect
-// it signals, since notifications sent meanwhile are lost.
+// listenOnce starts one LISTEN connection for the process. Once it is
+// listening, and after every reconnect, it signals: notifications sent before
+// are lost, so subscribers look for due work themselves.
 func (b *broadcaster) listenOnce(dsn string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -77,7 +78,7 @@ func (b *broadcaster) listenOnce(dsn string) {
 		return
 	}
 	l := pq.NewListener(dsn, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, _ error) {
-		if ev == pq.ListenerEventReconnected {
+		if ev == pq.ListenerEventConnected || ev == pq.ListenerEventReconnected {
 			b.signal()
 		}
 	})
