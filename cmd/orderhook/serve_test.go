@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -181,4 +182,34 @@ type testLog struct{ t *testing.T }
 func (l testLog) Write(p []byte) (int, error) {
 	l.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// In reject mode an invoice whose customer is missing is stored but answered
+// 409, so that the sender retries; once the customer is applied the retry is
+// answered 200 and the invoice is applied once.
+func TestServeRejectMode(t *testing.T) {
+	t.Parallel()
+	storetest.Dialects(t, func(t *testing.T, dbURL string) {
+		const secret = "whsec_reject"
+		srv := startServe(t, env(nil), "--db", dbURL, "--secret", secret, "--mode", "reject")
+		read := func(name string) []byte {
+			b, err := os.ReadFile("../../testdata/events/" + name)
+			require.NoError(t, err)
+			return b
+		}
+		paid, created := read("05_invoice.paid.json"), read("01_customer.created.json")
+
+		status, _ := post(t, srv.url, secret, paid)
+		require.Equal(t, http.StatusConflict, status)
+		status, _ = post(t, srv.url, secret, created)
+		require.Equal(t, http.StatusOK, status)
+
+		db := storetest.Open(t, dbURL)
+		waitSettled(t, db)
+		status, _ = post(t, srv.url, secret, paid)
+		require.Equal(t, http.StatusOK, status, "the retry after the customer arrived")
+		ev, err := db.Event(context.Background(), "evt_Q7fx00000005")
+		require.NoError(t, err)
+		require.Equal(t, "applied", string(ev.Status))
+	})
 }
