@@ -37,9 +37,10 @@ lint: ## gofmt, go vet, and staticcheck when installed
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: go install honnef.co/go/tools/cmd/staticcheck@latest"; fi
 
 .PHONY: fuzz
-fuzz: ## Fuzz the header and envelope parsers (FUZZTIME each, default 2m)
-	go test ./webhook -run '^$$' -fuzz FuzzSignatureHeader -fuzztime $${FUZZTIME:-2m}
-	go test ./internal/stripeevent -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-2m}
+fuzz: ## Fuzz the signature header, the whole delivery and the envelope parser (FUZZTIME each, default 2m)
+	go test ./webhook -run '^$$' -fuzz '^FuzzSignatureHeader$$' -fuzztime $${FUZZTIME:-2m}
+	go test ./webhook -run '^$$' -fuzz '^FuzzDelivery$$' -fuzztime $${FUZZTIME:-2m}
+	go test ./internal/stripeevent -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-2m}
 
 .PHONY: bench
 bench: ## Run the Go benchmarks of the hot paths
