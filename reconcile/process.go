@@ -12,9 +12,9 @@ import (
 )
 
 // process applies, defers or ignores one claimed event, or records its
-// failure. It returns an error only when the store itself is unavailable,
-// so that the loop backs off; the event's lease then expires and it is
-// claimed again without an attempt being counted against it.
+// failure. It returns an error only when the store itself is unavailable, so
+// that the loop backs off and retries the event later, without an attempt
+// being counted against it.
 func (w *Worker) process(ctx context.Context, name string, ev store.Event) error {
 	start := w.cfg.Now()
 	var tr Transition
@@ -30,8 +30,6 @@ func (w *Worker) process(ctx context.Context, name string, ev store.Event) error
 		return nil
 	case errors.Is(err, store.ErrNotClaimed):
 		w.logger.Debug().Str("event_id", ev.ID).Str("worker", name).Err(err).Msg("skipped: no longer ours")
-		return nil
-	case ctx.Err() != nil:
 		return nil
 	case errors.Is(err, store.ErrUnavailable):
 		return err
@@ -104,7 +102,7 @@ func (w *Worker) fail(ctx context.Context, name string, ev store.Event, start ti
 	attempt := ev.Attempts + 1
 	dead := attempt >= w.cfg.MaxAttempts
 	next := start.Add(backoff(attempt, w.cfg.BackoffBase, w.cfg.BackoffMax))
-	_, err := w.store.Fail(context.WithoutCancel(ctx), store.Failure{
+	_, err := w.store.Fail(ctx, store.Failure{
 		EventID: ev.ID, Worker: name, Err: cause.Error(), Now: start, NextAttemptAt: next, Dead: dead,
 	})
 	switch {

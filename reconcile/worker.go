@@ -171,7 +171,13 @@ func (w *Worker) runBatch(ctx context.Context, name string, carried []store.Even
 		}
 	}
 	for i, ev := range events {
-		if err := w.process(ctx, name, ev); err != nil {
+		if ctx.Err() != nil {
+			// Shutting down: the rest stay leased to this worker until the
+			// lease expires.
+			return len(events), events[i:], nil
+		}
+		// The transaction in flight finishes even when ctx is cancelled.
+		if err := w.process(context.WithoutCancel(ctx), name, ev); err != nil {
 			return len(events), events[i:], err
 		}
 	}
