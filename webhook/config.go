@@ -47,6 +47,11 @@ type Config struct {
 	// Now is the clock for the signature tolerance and received_at; default
 	// time.Now.
 	Now func() time.Time
+	// Observe, when set, is called once per answered delivery with its
+	// outcome (accepted, duplicate, invalid_signature, stale_signature,
+	// malformed, too_large, dependency_missing, store_unavailable,
+	// method_not_allowed), HTTP status and duration: the hook for metrics.
+	Observe func(outcome string, status int, d time.Duration)
 }
 
 // withDefaults returns cfg with zero values replaced by the defaults.

@@ -44,6 +44,7 @@ type Handler struct {
 	now       func() time.Time
 	inbox     Inbox
 	deps      DependencyChecker
+	observe   func(outcome string, status int, d time.Duration)
 	logger    zerolog.Logger
 }
 
@@ -72,6 +73,7 @@ func NewHandler(cfg Config, inbox Inbox, deps DependencyChecker, logger zerolog.
 		now:       cfg.Now,
 		inbox:     inbox,
 		deps:      deps,
+		observe:   cfg.Observe,
 		logger:    logger.With().Str("component", "webhook").Logger(),
 	}, nil
 }
@@ -96,10 +98,10 @@ type delivery struct {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d := delivery{start: time.Now(), secretIndex: -1}
 	if err := h.receive(w, r, &d); err != nil {
-		h.fail(w, d, err)
+		h.fail(w, r, d, err)
 		return
 	}
-	h.succeed(w, d)
+	h.succeed(w, r, d)
 }
 
 // receive runs the checks of a delivery in order and stores the event. It
@@ -185,19 +187,19 @@ type accepted struct {
 }
 
 // succeed answers 200 for a committed event and logs it.
-func (h *Handler) succeed(w http.ResponseWriter, d delivery) {
+func (h *Handler) succeed(w http.ResponseWriter, r *http.Request, d delivery) {
 	outcome := "accepted"
 	if !d.inserted {
 		outcome = "duplicate"
 	}
 	writeJSON(w, http.StatusOK, accepted{Status: outcome, EventID: d.env.ID})
-	h.log(zerolog.InfoLevel, d, outcome, http.StatusOK, nil)
+	h.log(r, zerolog.InfoLevel, d, outcome, http.StatusOK, nil)
 }
 
 // fail is the one place that turns an error from receive into an answer and
 // a log line. An error that is not a *problemError cannot prove the event
 // was stored, so it is answered 503 like a store failure.
-func (h *Handler) fail(w http.ResponseWriter, d delivery, err error) {
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, d delivery, err error) {
 	var pe *problemError
 	if !errors.As(err, &pe) {
 		pe = problemf(kindStoreUnavailable, err, "the event was not acknowledged: retry in a few seconds")
@@ -216,17 +218,25 @@ func (h *Handler) fail(w http.ResponseWriter, d delivery, err error) {
 		Detail:  pe.detail,
 		EventID: d.env.ID,
 	})
-	h.log(spec.level, d, spec.outcome, spec.status, pe)
+	h.log(r, spec.level, d, spec.outcome, spec.status, pe)
 }
 
 // retryAfterSeconds is the Retry-After of a 503: long enough for a database
 // failover to progress, short enough for a quick recovery.
 const retryAfterSeconds = "5"
 
-// log writes the one line of a delivery. It never logs the payload, the
-// signature header or a secret.
-func (h *Handler) log(level zerolog.Level, d delivery, outcome string, status int, err error) {
+// log writes the one line of a delivery, with the request id RequestLog
+// gave it, and reports the delivery to Config.Observe. It never logs the
+// payload, the signature header or a secret.
+func (h *Handler) log(r *http.Request, level zerolog.Level, d delivery, outcome string, status int, err error) {
+	elapsed := time.Since(d.start)
+	if h.observe != nil {
+		h.observe(outcome, status, elapsed)
+	}
 	e := h.logger.WithLevel(level)
+	if id := RequestID(r.Context()); id != "" {
+		e = e.Str("request_id", id)
+	}
 	if d.env.ID != "" {
 		e = e.Str("event_id", d.env.ID).Str("type", d.env.Type)
 	}
@@ -239,7 +249,7 @@ func (h *Handler) log(level zerolog.Level, d delivery, outcome string, status in
 	if err != nil {
 		e = e.Err(err)
 	}
-	e.Str("outcome", outcome).Int("status", status).Dur("duration", time.Since(d.start)).Msg("webhook delivery " + outcome)
+	e.Str("outcome", outcome).Int("status", status).Dur("duration", elapsed).Msg("webhook delivery " + outcome)
 }
 
 // writeJSON writes v as a JSON answer with the given status. A failed write

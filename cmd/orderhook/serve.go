@@ -9,18 +9,18 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orderhook/orderhook/internal/admin"
+	"github.com/orderhook/orderhook/internal/metrics"
+	"github.com/orderhook/orderhook/internal/trace"
 	"github.com/orderhook/orderhook/reconcile"
 	"github.com/orderhook/orderhook/store"
 	"github.com/orderhook/orderhook/webhook"
@@ -182,7 +182,25 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 		DependencyTimeout: cfg.dependencyTimeout,
 		CustomerEvents:    cfg.customerEvents,
 	}
-	srv, err := newHTTPServer(cfg, wcfg, db, logger)
+	m, err := metrics.New(metrics.Config{
+		EventTypes: slices.Concat(metrics.DefaultEventTypes, cfg.customerEvents),
+	}, db, logger)
+	if err != nil {
+		return err
+	}
+	wcfg.OnTransition = m.ObserveTransition
+	tr, err := trace.New(ctx, a.getenv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(shutdownCtx); err != nil {
+			logger.Warn().Err(err).Msg("flush traces")
+		}
+	}()
+	srv, err := newHTTPServer(cfg, wcfg, db, observers{metrics: m, tracing: tr}, logger)
 	if err != nil {
 		return err
 	}
@@ -200,30 +218,37 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 		return srv.Shutdown(shutdownCtx)
 	})
 	if cfg.role != roleReceiver {
-		worker, err := reconcile.NewWorker(wcfg, db, logger)
+		var st reconcile.Store = db
+		if tr.On() {
+			st = tr.Store(db)
+		}
+		worker, err := reconcile.NewWorker(wcfg, st, logger)
 		if err != nil {
 			return err
 		}
 		g.Go(func() error { return worker.Run(gctx) })
 	}
 	logger.Info().Str("addr", ln.Addr().String()).Str("role", cfg.role).Str("db", string(db.Dialect())).
-		Str("mode", cfg.mode).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
+		Str("mode", cfg.mode).Bool("tracing", tr.On()).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
 	err = g.Wait()
 	logger.Info().Msg("orderhook stopped")
 	return err
 }
 
-// newHTTPServer mounts the routes of the contract with timeouts that keep a
-// slow client from holding a connection forever.
-func newHTTPServer(cfg serveConfig, wcfg reconcile.Config, db *store.DB, logger zerolog.Logger) (*http.Server, error) {
+// observers are what serve reports to: the metrics and the tracing.
+type observers struct {
+	metrics *metrics.Metrics
+	tracing *trace.Tracing
+}
+
+// newHTTPServer mounts the routes of the contract, behind the request log
+// that gives every request an id (and a span, when tracing is on), with
+// timeouts that keep a slow client from holding a connection forever.
+func newHTTPServer(cfg serveConfig, wcfg reconcile.Config, db *store.DB, obs observers, logger zerolog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", webhook.Healthz())
 	mux.Handle("GET /readyz", webhook.Readyz(db))
-	metrics, err := metricsHandler()
-	if err != nil {
-		return nil, err
-	}
-	mux.Handle("GET /metrics", metrics)
+	mux.Handle("GET /metrics", obs.metrics.Handler())
 	if cfg.adminToken != "" {
 		h, err := admin.NewHandler(admin.Config{Token: cfg.adminToken}, db, logger)
 		if err != nil {
@@ -232,6 +257,10 @@ func newHTTPServer(cfg serveConfig, wcfg reconcile.Config, db *store.DB, logger 
 		mux.Handle(admin.PagePrefix, h)
 	}
 	if cfg.role != roleWorker {
+		var inbox webhook.Inbox = db
+		if obs.tracing.On() {
+			inbox = obs.tracing.Inbox(db)
+		}
 		var deps webhook.DependencyChecker
 		if cfg.mode == string(webhook.ModeReject) {
 			deps = reconcile.NewChecker(wcfg, db)
@@ -241,35 +270,25 @@ func newHTTPServer(cfg serveConfig, wcfg reconcile.Config, db *store.DB, logger 
 			Tolerance: cfg.tolerance,
 			MaxBody:   cfg.maxBodyBytes,
 			Mode:      webhook.Mode(cfg.mode),
-		}, db, deps, logger)
+			Observe:   obs.metrics.ObserveDelivery,
+		}, inbox, deps, logger)
 		if err != nil {
 			return nil, usageError{err}
 		}
 		mux.Handle("/webhooks/stripe", h)
 	}
+	var handler http.Handler = mux
+	if obs.tracing.On() {
+		handler = obs.tracing.Handler(mux)
+	}
 	return &http.Server{
-		Handler:           mux,
+		Handler:           webhook.RequestLog(handler, logger),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}, nil
-}
-
-// metricsHandler serves Prometheus metrics from a registry of this server's
-// own: the Go runtime and the process.
-func metricsHandler() (http.Handler, error) {
-	reg := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register metrics: %w", err)
-		}
-	}
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), nil
 }
 
 // printBanner tells a person where the endpoint is and, for a generated
