@@ -50,6 +50,10 @@ bench: ## Run the Go benchmarks of the hot paths
 compose-config: ## Validate docker-compose.yml
 	STRIPE_WEBHOOK_SECRET=whsec_check docker-compose -f docker-compose.yml config -q
 
+.PHONY: rules
+rules: ## Validate the Prometheus alert rules (promtool, from Debian's prometheus package)
+	promtool check rules deploy/prometheus/orderhook.rules.yml
+
 .PHONY: docker
 docker: ## Build the container image
 	docker build -t orderhook .
