@@ -18,15 +18,17 @@ import (
 func (w *Worker) process(ctx context.Context, name string, ev store.Event) error {
 	start := w.cfg.Now()
 	var tr Transition
+	var released []store.Released
 	err := w.store.Process(ctx, ev, name, start, func(ctx context.Context, tx *store.Tx) error {
 		var err error
-		tr, err = w.apply(ctx, tx, start)
+		tr, released, err = w.apply(ctx, tx, start)
 		return err
 	})
 	tr.Worker, tr.Duration = name, w.cfg.Now().Sub(start)
 	switch {
 	case err == nil:
 		w.report(ev, tr)
+		w.reportReleased(ev, name, released)
 		return nil
 	case errors.Is(err, store.ErrNotClaimed):
 		w.logger.Debug().Str("event_id", ev.ID).Str("worker", name).Err(err).Msg("skipped: no longer ours")
@@ -38,39 +40,40 @@ func (w *Worker) process(ctx context.Context, name string, ev store.Event) error
 	}
 }
 
-// apply decides the fate of the event locked in tx and records it there.
-func (w *Worker) apply(ctx context.Context, tx *store.Tx, now time.Time) (Transition, error) {
+// apply decides the fate of the event locked in tx and records it there. It
+// returns the events the application released.
+func (w *Worker) apply(ctx context.Context, tx *store.Tx, now time.Time) (Transition, []store.Released, error) {
 	ev := tx.Event()
-	tr := Transition{Attempt: ev.Attempts + 1, At: now}
+	tr := Transition{Attempt: ev.Attempts + 1, At: now, ReleasedAt: ev.ReleasedAt}
 	builtin, handler := builtinApplier(ev), w.rules.handlers[ev.Type]
 	if builtin == nil && handler == nil {
 		tr.Outcome = store.OutcomeIgnored
-		return tr, tx.MarkIgnored(ctx)
+		return tr, nil, tx.MarkIgnored(ctx)
 	}
 	if dep := w.rules.dependency(ev); dep != "" {
 		ok, err := tx.CustomerExists(ctx, ev.CustomerID)
 		if err != nil {
-			return tr, err
+			return tr, nil, err
 		}
 		if !ok {
 			tr.Outcome, tr.WaitingFor, tr.Attempt = store.OutcomeDeferred, dep, ev.Attempts
-			return tr, tx.MarkDeferred(ctx, dep, now.Add(w.cfg.DependencyTimeout))
+			return tr, nil, tx.MarkDeferred(ctx, dep, now.Add(w.cfg.DependencyTimeout))
 		}
 	}
 	note, err := w.write(ctx, tx, ev, builtin, handler)
 	if err != nil {
-		return tr, err
+		return tr, nil, err
 	}
 	if err := tx.MarkApplied(ctx, note); err != nil {
-		return tr, err
+		return tr, nil, err
 	}
 	tr.Outcome = store.OutcomeApplied
-	if w.rules.createsCustomer(ev) {
-		n, err := tx.Release(ctx, customerDependency(ev.CustomerID))
-		tr.Released = n
-		return tr, err
+	if !w.rules.createsCustomer(ev) {
+		return tr, nil, nil
 	}
-	return tr, nil
+	released, err := tx.Release(ctx, customerDependency(ev.CustomerID))
+	tr.Released = len(released)
+	return tr, released, err
 }
 
 // write runs the built-in applier and the registered handler for ev, and
@@ -118,6 +121,16 @@ func (w *Worker) fail(ctx context.Context, name string, ev store.Event, start ti
 	}
 	w.report(ev, tr)
 	return nil
+}
+
+// reportReleased reports, once committed, each event that the application of
+// by released.
+func (w *Worker) reportReleased(by store.Event, worker string, released []store.Released) {
+	dep := customerDependency(by.CustomerID)
+	for _, r := range released {
+		w.report(store.Event{ID: r.ID, Type: r.Type, CustomerID: by.CustomerID},
+			Transition{Outcome: store.OutcomeReleased, Worker: worker, WaitingFor: dep})
+	}
 }
 
 // report logs a committed transition once and hands it to OnTransition.

@@ -59,8 +59,9 @@ type Transition struct {
 	Outcome    string // one of the store.Outcome* values
 	Attempt    int
 	Worker     string
-	WaitingFor string        // for deferred
+	WaitingFor string        // for deferred; for released, the dependency applied
 	Released   int           // events released by this application
+	ReleasedAt *time.Time    // for applied: when its dependency released it, if it waited
 	Err        error         // for failed and dead
 	Received   time.Time     // when the event entered the inbox
 	Duration   time.Duration // time spent in the attempt

@@ -35,7 +35,9 @@ func TestDeferredEventIsReleasedByItsDependency(t *testing.T) {
 
 		insert(t, db, created, time.Now())
 		require.Equal(t, 1, h.waitOutcome(t, created.ID, store.OutcomeApplied).Released)
-		h.waitOutcome(t, paid.ID, store.OutcomeApplied)
+		require.Equal(t, "customer:"+paid.CustomerID, h.waitOutcome(t, paid.ID, store.OutcomeReleased).WaitingFor)
+		applied := h.waitOutcome(t, paid.ID, store.OutcomeApplied)
+		require.NotNil(t, applied.ReleasedAt, "the application knows when the event was released")
 		require.Equal(t, []string{"deferred", "released", "applied"}, attemptOutcomes(t, db, paid.ID))
 		require.Equal(t, store.StatusApplied, event(t, db, paid.ID).Status)
 	})

@@ -40,6 +40,7 @@ type Event struct {
 	WaitingFor     string     `db:"waiting_for" json:"waiting_for,omitempty"`
 	LastError      string     `db:"last_error" json:"last_error,omitempty"`
 	AppliedAt      *time.Time `db:"applied_at" json:"applied_at,omitempty"`
+	ReleasedAt     *time.Time `db:"released_at" json:"released_at,omitempty"` // when its dependency released it
 	LeaseOwner     string     `db:"lease_owner" json:"lease_owner,omitempty"`
 	LeaseExpiresAt *time.Time `db:"lease_expires_at" json:"lease_expires_at,omitempty"`
 	SecretIndex    int        `db:"secret_index" json:"secret_index"`
@@ -50,7 +51,7 @@ const eventColumns = `event_id, type, api_version, livemode, created,
 	COALESCE(customer_id, '') AS customer_id, COALESCE(object_id, '') AS object_id,
 	payload, received_at, status, attempts, next_attempt_at,
 	COALESCE(waiting_for, '') AS waiting_for, COALESCE(last_error, '') AS last_error,
-	applied_at, COALESCE(lease_owner, '') AS lease_owner, lease_expires_at, secret_index`
+	applied_at, released_at, COALESCE(lease_owner, '') AS lease_owner, lease_expires_at, secret_index`
 
 // InsertEvent stores ev as a pending inbox row unless a row with its id
 // exists. It reports whether the row was inserted (false: a duplicate). The row

@@ -268,7 +268,7 @@ func (db *DB) replayRows(ctx context.Context, tx *sqlx.Tx, ids []string, accepte
 	}
 	upd, now, guard := db.guard(ids, accepted, p.Now)
 	updated, err := db.execCount(ctx, tx, `
-		UPDATE webhook_events SET status = 'pending', attempts = 0, last_error = NULL, waiting_for = NULL,
+		UPDATE webhook_events SET status = 'pending', attempts = 0, last_error = NULL, waiting_for = NULL, released_at = NULL,
 			next_attempt_at = `+now+`, lease_owner = NULL, lease_expires_at = NULL
 		WHERE `+guard, upd.args)
 	if err != nil {

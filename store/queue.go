@@ -197,28 +197,36 @@ func (tx *Tx) finish(ctx context.Context, status Status, outcome string, detail 
 	return tx.record(ctx, attemptRow{eventID: tx.event.ID, outcome: outcome, attempt: attempt, detail: detail})
 }
 
-// Release makes every event deferred on dependency due now, recording a
-// `released` attempt for each, and returns how many it released. Workers are
-// woken when the transaction commits.
-func (tx *Tx) Release(ctx context.Context, dependency string) (int, error) {
+// Released is an event that a Release made due again.
+type Released struct {
+	ID   string `db:"event_id"`
+	Type string `db:"type"`
+}
+
+// Release makes every event deferred on dependency due now, stamping its
+// released_at and recording a `released` attempt for each, and returns them.
+// Workers are woken when the transaction commits.
+func (tx *Tx) Release(ctx context.Context, dependency string) ([]Released, error) {
 	var rows []struct {
-		ID       string `db:"event_id"`
-		Attempts int    `db:"attempts"`
+		Released
+		Attempts int `db:"attempts"`
 	}
 	err := sqlx.SelectContext(ctx, tx.tx, &rows, tx.db.rebind(`
-		UPDATE webhook_events SET status = 'pending', waiting_for = NULL, next_attempt_at = $2
+		UPDATE webhook_events SET status = 'pending', waiting_for = NULL, next_attempt_at = $2, released_at = $2
 		WHERE status = 'deferred' AND waiting_for = $1
-		RETURNING event_id, attempts`), dependency, tx.now)
+		RETURNING event_id, type, attempts`), dependency, tx.now)
 	if err != nil {
-		return 0, fmt.Errorf("release %s: %w", dependency, translate(err))
+		return nil, fmt.Errorf("release %s: %w", dependency, translate(err))
 	}
+	released := make([]Released, 0, len(rows))
 	for _, r := range rows {
 		if err := tx.record(ctx, attemptRow{eventID: r.ID, outcome: OutcomeReleased, attempt: r.Attempts, detail: dependency + " applied by " + tx.event.ID}); err != nil {
-			return 0, err
+			return nil, err
 		}
+		released = append(released, r.Released)
 	}
 	tx.released += len(rows)
-	return len(rows), nil
+	return released, nil
 }
 
 // attemptRow is one event_attempts row to write.

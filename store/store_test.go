@@ -188,8 +188,8 @@ func TestProcessRecordsOutcomesAndReleases(t *testing.T) {
 		require.NoError(t, db.Process(ctx, byID["evt_cust"], "w", t0, func(ctx context.Context, tx *store.Tx) error {
 			require.NoError(t, tx.EnsureCustomer(ctx, "cus_9"))
 			require.NoError(t, tx.MarkApplied(ctx, ""))
-			n, err := tx.Release(ctx, "customer:cus_9")
-			require.Equal(t, 2, n)
+			released, err := tx.Release(ctx, "customer:cus_9")
+			require.Len(t, released, 2)
 			return err
 		}))
 		select {
@@ -207,6 +207,7 @@ func TestProcessRecordsOutcomesAndReleases(t *testing.T) {
 			require.Len(t, attempts, 2)
 			require.Equal(t, "released", attempts[1].Outcome)
 			require.Equal(t, "customer:cus_9 applied by evt_cust", attempts[1].Detail)
+			require.True(t, ev.ReleasedAt.Equal(t0), "released_at stamped")
 		}
 		exists, err := db.CustomerExists(ctx, "cus_9")
 		require.NoError(t, err)

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,8 +81,6 @@ type Metrics struct {
 	applyDuration   *prometheus.HistogramVec
 	releaseLatency  prometheus.Histogram
 	endToEnd        *prometheus.HistogramVec
-
-	releases *releaseTracker
 }
 
 // New returns Metrics registered on a fresh registry with the Go runtime
@@ -101,7 +98,7 @@ func New(cfg Config, inbox InboxStats, logger zerolog.Logger) (*Metrics, error) 
 	if cfg.EventTypes == nil {
 		cfg.EventTypes = slices.Concat(DefaultEventTypes, reconcile.DefaultCustomerEvents)
 	}
-	m := &Metrics{reg: prometheus.NewRegistry(), types: make(map[string]bool), now: cfg.Now, releases: newReleaseTracker(10000)}
+	m := &Metrics{reg: prometheus.NewRegistry(), types: make(map[string]bool), now: cfg.Now}
 	for _, t := range cfg.EventTypes {
 		m.types[t] = true
 	}
@@ -137,8 +134,7 @@ func (m *Metrics) newCollectors() {
 	}, []string{"outcome"})
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "reconciler", Name: "events_total",
-		Help: "Committed reconciler transitions, by outcome (applied, deferred, released, failed, dead, ignored) and event type. " +
-			"released counts the events released by the application of an event of that type.",
+		Help: "Committed reconciler transitions, by outcome (applied, deferred, released, failed, dead, ignored) and event type (released: the released event's type).",
 	}, []string{"outcome", "type"})
 	m.applyDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Subsystem: "reconciler", Name: "apply_duration_seconds",
@@ -146,7 +142,7 @@ func (m *Metrics) newCollectors() {
 	}, []string{"outcome"})
 	m.releaseLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: namespace, Subsystem: "reconciler", Name: "release_latency_seconds",
-		Help:    "From the application of a dependency to the application of an event it released (observed by the replica that applied the dependency).",
+		Help:    "From the release of an event by the application of its dependency to the event's own application.",
 		Buckets: latencyBuckets,
 	})
 	m.endToEnd = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -207,67 +203,7 @@ func (m *Metrics) ObserveTransition(tr reconcile.Transition) {
 	if !tr.Received.IsZero() {
 		m.endToEnd.WithLabelValues(typ).Observe(max(tr.At.Add(tr.Duration).Sub(tr.Received), 0).Seconds())
 	}
-	if tr.Released > 0 {
-		m.events.WithLabelValues(store.OutcomeReleased, typ).Add(float64(tr.Released))
-		m.releases.released(tr.CustomerID, tr.At.Add(tr.Duration), tr.Released)
-		return
+	if tr.ReleasedAt != nil {
+		m.releaseLatency.Observe(max(tr.At.Add(tr.Duration).Sub(*tr.ReleasedAt), 0).Seconds())
 	}
-	if at, ok := m.releases.applied(tr.CustomerID, tr.Received); ok {
-		m.releaseLatency.Observe(max(tr.At.Add(tr.Duration).Sub(at), 0).Seconds())
-	}
-}
-
-// releaseTracker remembers, per customer, when the application of its
-// dependency released waiting events and how many are still to be applied,
-// so that their application can be measured against it. It holds at most
-// limit customers and forgets the oldest beyond that.
-type releaseTracker struct {
-	mu    sync.Mutex
-	limit int
-	order []string
-	byKey map[string]*release
-}
-
-type release struct {
-	at      time.Time
-	pending int
-}
-
-func newReleaseTracker(limit int) *releaseTracker {
-	return &releaseTracker{limit: limit, byKey: make(map[string]*release)}
-}
-
-// released records that n events waiting for customer were released at at.
-func (r *releaseTracker) released(customer string, at time.Time, n int) {
-	if customer == "" {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.byKey[customer]; !ok {
-		r.order = append(r.order, customer)
-	}
-	r.byKey[customer] = &release{at: at, pending: n}
-	for len(r.order) > r.limit {
-		delete(r.byKey, r.order[0])
-		r.order = r.order[1:]
-	}
-}
-
-// applied reports the release time of an event of customer received at
-// received, when one of its released events is still expected: an event
-// received before the release of its customer was waiting for it.
-func (r *releaseTracker) applied(customer string, received time.Time) (time.Time, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	rel, ok := r.byKey[customer]
-	if !ok || received.After(rel.at) {
-		return time.Time{}, false
-	}
-	rel.pending--
-	if rel.pending <= 0 {
-		delete(r.byKey, customer)
-		r.order = slices.DeleteFunc(r.order, func(k string) bool { return k == customer })
-	}
-	return rel.at, true
 }
