@@ -235,7 +235,6 @@ type attemptRow struct {
 	attempt          int
 	actor, errText   string
 	detail           string
-	workerless       bool
 }
 
 func (tx *Tx) record(ctx context.Context, a attemptRow) error {

@@ -145,18 +145,6 @@ func (rc *receiver) bodies() []string {
 	return out
 }
 
-// ids returns the event ids received, in arrival order.
-func (rc *receiver) ids(t *testing.T) []string {
-	t.Helper()
-	var out []string
-	for _, r := range rc.received() {
-		env, err := stripeevent.Parse(r.body)
-		require.NoError(t, err)
-		out = append(out, env.ID)
-	}
-	return out
-}
-
 // newSender returns a Sender posting to rc with its secrets; tune edits the
 // Config first.
 func newSender(t *testing.T, rc *receiver, tune func(*deliver.Config)) *deliver.Sender {
