@@ -36,6 +36,7 @@ type DB struct {
 	dialect Dialect
 	dsn     string
 	wake    *broadcaster
+	ingest  *groupCommitter
 }
 
 // Open connects to the database named by rawURL: "sqlite:PATH" (relative or
@@ -65,6 +66,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), err)
 	}
+	db.ingest = newGroupCommitter(db)
 	return db, nil
 }
 
@@ -134,8 +136,10 @@ func (db *DB) Ping(ctx context.Context) error {
 	return translate(db.db.PingContext(ctx))
 }
 
-// Close closes every connection and stops the notification listener.
+// Close waits for the inserts in flight to commit, then closes every
+// connection and stops the notification listener.
 func (db *DB) Close() error {
+	db.ingest.close()
 	db.wake.close()
 	return db.db.Close()
 }

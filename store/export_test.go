@@ -1,0 +1,20 @@
+package store
+
+// CommitBatch commits events as one group-commit batch, as if they were
+// concurrent InsertEvent calls that queued together, and returns what each
+// call would return.
+func CommitBatch(db *DB, events []Event) ([]bool, []error) {
+	batch := make([]insertRequest, len(events))
+	answers := make([]chan insertResult, len(events))
+	for i, ev := range events {
+		answers[i] = make(chan insertResult, 1)
+		batch[i] = insertRequest{ev: ev, done: answers[i]}
+	}
+	db.ingest.commit(batch)
+	inserted, errs := make([]bool, len(events)), make([]error, len(events))
+	for i, ch := range answers {
+		res := <-ch
+		inserted[i], errs[i] = res.inserted, res.err
+	}
+	return inserted, errs
+}

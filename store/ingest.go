@@ -1,0 +1,223 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrClosed is returned by InsertEvent once the DB is closing.
+var ErrClosed = errors.New("store closed")
+
+// Group commit tuning. A batch is whatever queued while the previous batch
+// committed; no caller ever waits for a timer or for a batch to fill.
+const (
+	// maxBatch bounds the rows of one INSERT: 256 rows of 12 parameters stay
+	// far below both engines' parameter limits, and 256 × a few KB is one
+	// modest statement.
+	maxBatch = 256
+	// batchTimeout bounds one batch, so that a hung database answers the
+	// waiting deliveries with an error (and the sender retries) instead of
+	// holding them until the sender gives up.
+	batchTimeout = 10 * time.Second
+)
+
+// committers returns how many batches may commit at once: on PostgreSQL two,
+// so that one batch fills while the other commits; on SQLite one, its only
+// connection.
+func (d Dialect) committers() int {
+	if d == Postgres {
+		return 2
+	}
+	return 1
+}
+
+// groupCommitter coalesces concurrent InsertEvent calls into one multi-row
+// INSERT per transaction. N concurrent deliveries then cost one commit, one
+// WAL flush and, on PostgreSQL, one NOTIFY (which serializes the commits of
+// every notifying transaction) instead of N. Each caller still returns only
+// after the statement holding its row has committed.
+type groupCommitter struct {
+	db    *DB
+	queue chan insertRequest // unbuffered: a request is taken only by a running committer
+	stop  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
+}
+
+// insertRequest is one InsertEvent call waiting for its batch.
+type insertRequest struct {
+	ev   Event
+	done chan<- insertResult // buffered: the committer never blocks on it
+}
+
+// insertResult answers one insertRequest.
+type insertResult struct {
+	inserted bool
+	err      error
+}
+
+func newGroupCommitter(db *DB) *groupCommitter {
+	g := &groupCommitter{db: db, queue: make(chan insertRequest), stop: make(chan struct{})}
+	for range db.dialect.committers() {
+		g.wg.Add(1)
+		go g.run()
+	}
+	return g
+}
+
+// close stops the committers once the batches in flight have committed.
+// Callers that have not handed over their request get ErrClosed.
+func (g *groupCommitter) close() {
+	g.once.Do(func() { close(g.stop) })
+	g.wg.Wait()
+}
+
+// insert hands ev to a committer and waits for the commit of its batch. When
+// ctx ends first it returns ctx's error: the row may or may not be committed,
+// which is safe because a redelivery is a duplicate.
+func (g *groupCommitter) insert(ctx context.Context, ev Event) (bool, error) {
+	done := make(chan insertResult, 1)
+	select {
+	case g.queue <- insertRequest{ev: ev, done: done}:
+	case <-g.stop:
+		return false, fmt.Errorf("insert event %s: %w", ev.ID, ErrClosed)
+	case <-ctx.Done():
+		return false, fmt.Errorf("insert event %s: %w", ev.ID, ctx.Err())
+	}
+	select {
+	case res := <-done:
+		return res.inserted, res.err
+	case <-ctx.Done():
+		return false, fmt.Errorf("insert event %s: %w", ev.ID, ctx.Err())
+	}
+}
+
+// run takes the first waiting request, then every other request already
+// waiting (up to maxBatch), and commits them together.
+func (g *groupCommitter) run() {
+	defer g.wg.Done()
+	batch := make([]insertRequest, 0, maxBatch)
+	for {
+		select {
+		case <-g.stop:
+			return
+		case req := <-g.queue:
+			batch = append(batch[:0], req)
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case req := <-g.queue:
+				batch = append(batch, req)
+			default:
+				break fill
+			}
+		}
+		g.commit(batch)
+	}
+}
+
+// commit inserts batch and answers every request in it. When the batch fails
+// for a reason other than an unreachable database, each row is retried alone,
+// so that one row the database refuses cannot fail the deliveries it
+// happened to share a batch with.
+func (g *groupCommitter) commit(batch []insertRequest) {
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	defer cancel()
+	events := make([]Event, len(batch))
+	for i, req := range batch {
+		events[i] = req.ev
+	}
+	inserted, err := g.db.insertEvents(ctx, events)
+	if err != nil && len(batch) > 1 && !errors.Is(err, ErrUnavailable) {
+		for _, req := range batch {
+			g.commit([]insertRequest{req})
+		}
+		return
+	}
+	for i, req := range batch {
+		if err != nil {
+			req.done <- insertResult{err: fmt.Errorf("insert event %s: %w", req.ev.ID, err)}
+			continue
+		}
+		req.done <- insertResult{inserted: inserted[i]}
+	}
+}
+
+// insertEvents stores events in one statement and reports, for each, whether
+// its row was inserted by it: false for an id already stored and for every
+// repeat of an id earlier in events.
+func (db *DB) insertEvents(ctx context.Context, events []Event) ([]bool, error) {
+	first := make(map[string]int, len(events))
+	var unique []Event
+	for i, ev := range events {
+		if _, ok := first[ev.ID]; !ok {
+			first[ev.ID] = i
+			unique = append(unique, ev)
+		}
+	}
+	query, args := db.insertStatement(unique)
+	var ids []string
+	if err := db.db.SelectContext(ctx, &ids, query, args...); err != nil {
+		return nil, translate(err)
+	}
+	inserted := make([]bool, len(events))
+	for _, id := range ids {
+		inserted[first[id]] = true
+	}
+	if len(ids) > 0 {
+		db.wake.signal()
+	}
+	return inserted, nil
+}
+
+// insertColumns are the columns of an inserted row, in the order of the
+// arguments insertStatement passes for each event.
+const insertColumns = `event_id, type, api_version, livemode, created, customer_id, object_id,
+	payload, received_at, status, next_attempt_at, secret_index`
+
+// insertStatement returns the INSERT of events, returning the ids it
+// inserted. On PostgreSQL the same statement wakes every replica: the NOTIFY
+// commits with the rows, once per statement, with no extra round trip.
+func (db *DB) insertStatement(events []Event) (string, []any) {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO webhook_events (` + insertColumns + `) VALUES `)
+	var args []any
+	for i, ev := range events {
+		row := []any{ev.ID, ev.Type, ev.APIVersion, ev.Livemode, ts(ev.Created), nullable(ev.CustomerID),
+			nullable(ev.ObjectID), ev.Payload, ts(ev.ReceivedAt), StatusPending, ts(ev.ReceivedAt), ev.SecretIndex}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(")
+		for j := range row {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(db.placeholder(len(args) + j + 1))
+		}
+		b.WriteString(")")
+		args = append(args, row...)
+	}
+	b.WriteString(` ON CONFLICT (event_id) DO NOTHING RETURNING event_id`)
+	if db.dialect != Postgres {
+		return b.String(), args
+	}
+	args = append(args, notifyChannel)
+	return `WITH ins AS (` + b.String() + `),
+		woke AS (SELECT pg_notify(` + db.placeholder(len(args)) + `, '') FROM (SELECT 1 FROM ins LIMIT 1) AS one)
+		SELECT event_id FROM ins, (SELECT count(*) FROM woke) AS notified`, args
+}
+
+// placeholder returns the n-th (1-based) bind parameter in the dialect's form.
+func (db *DB) placeholder(n int) string {
+	if db.dialect == SQLite {
+		return "?"
+	}
+	return "$" + strconv.Itoa(n)
+}

@@ -1,0 +1,134 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderhook/orderhook/store"
+	"github.com/orderhook/orderhook/store/storetest"
+)
+
+func TestGroupCommitAnswersEachCallerOfABatch(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		_, err := db.InsertEvent(ctx, newEvent("evt_b", "cus_1", t0))
+		require.NoError(t, err)
+
+		a, b, c := newEvent("evt_a", "cus_1", t0), newEvent("evt_b", "cus_1", t0), newEvent("evt_c", "cus_2", t0)
+		inserted, errs := store.CommitBatch(db, []store.Event{a, b, a, c})
+		require.Equal(t, []error{nil, nil, nil, nil}, errs)
+		require.Equal(t, []bool{true, false, false, true}, inserted,
+			"the first of a repeated id inserts it; a stored id and a repeat in the batch are duplicates")
+		for _, id := range []string{"evt_a", "evt_b", "evt_c"} {
+			got, err := db.Event(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, store.StatusPending, got.Status)
+		}
+	})
+}
+
+func TestGroupCommitRefusedRowFailsAlone(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	good1, good2 := newEvent("evt_good1", "cus_1", t0), newEvent("evt_good2", "cus_1", t0)
+	bad := newEvent("evt_bad", "cus_1", t0)
+	bad.Type = "invoice.\x00paid" // PostgreSQL text cannot hold NUL
+
+	inserted, errs := store.CommitBatch(db, []store.Event{good1, bad, good2})
+	require.NoError(t, errs[0])
+	require.NoError(t, errs[2])
+	require.Equal(t, []bool{true, false, true}, inserted)
+	require.ErrorContains(t, errs[1], "evt_bad")
+
+	for _, id := range []string{"evt_good1", "evt_good2"} {
+		_, err := db.Event(context.Background(), id)
+		require.NoError(t, err, "%s shared a batch with a refused row and must be stored", id)
+	}
+	_, err := db.Event(context.Background(), "evt_bad")
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// TestConcurrentInsertsWithRepeatsHaveOneWinner stores 300 events, each sent
+// by three goroutines at once, through batches that mix new ids, repeats
+// within a batch and repeats across batches.
+func TestConcurrentInsertsWithRepeatsHaveOneWinner(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		const events, copies = 300, 3
+		var mu sync.Mutex
+		wins := map[string]int{}
+		var wg sync.WaitGroup
+		for g := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := g; i < events*copies; i += 16 {
+					id := fmt.Sprintf("evt_rep_%d", i%events)
+					ok, err := db.InsertEvent(context.Background(), newEvent(id, "cus_1", t0))
+					if !ok || err != nil {
+						require.NoError(t, err)
+						continue
+					}
+					mu.Lock()
+					wins[id]++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		require.Len(t, wins, events, "every event inserted by some call")
+		for id, n := range wins {
+			require.Equal(t, 1, n, "%s reported inserted by %d calls", id, n)
+		}
+		var rows int
+		require.NoError(t, db.SQLX().Get(&rows, `SELECT count(*) FROM webhook_events`))
+		require.Equal(t, events, rows)
+	})
+}
+
+func TestCloseAnswersEveryWaitingInsert(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var stored, closed int
+		for g := range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					_, err := db.InsertEvent(context.Background(), newEvent(fmt.Sprintf("evt_close_%d_%d", g, i), "cus_1", t0))
+					mu.Lock()
+					if err != nil {
+						closed++
+						mu.Unlock()
+						require.ErrorIs(t, err, store.ErrClosed)
+						return
+					}
+					stored++
+					mu.Unlock()
+				}
+			}()
+		}
+		time.Sleep(50 * time.Millisecond)
+		require.NoError(t, db.Close())
+		wg.Wait()
+		require.Equal(t, 32, closed, "every caller got ErrClosed once the store closed")
+		require.Positive(t, stored)
+	})
+}
+
+func TestInsertEventHonoursItsContext(t *testing.T) {
+	t.Parallel()
+	db := storetest.SQLite(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := db.InsertEvent(ctx, newEvent("evt_cancelled", "cus_1", t0))
+	require.ErrorIs(t, err, context.Canceled)
+}
