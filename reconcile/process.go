@@ -11,6 +11,40 @@ import (
 	"github.com/orderhook/orderhook/store"
 )
 
+// processBatch applies, defers or ignores claimed events in one transaction
+// and reports their transitions once it has committed. Events no longer
+// under name's lease are skipped; it returns those whose customer another
+// transaction holds. When an event fails, it rolls the whole batch back and
+// returns that event, as locked, with its error; when the store fails, the
+// store's error.
+func (w *Worker) processBatch(ctx context.Context, name string, events []store.Event) (busy []store.Event, failed store.Event, err error) {
+	start := w.cfg.Now()
+	type outcome struct {
+		tr       Transition
+		released []store.Released
+	}
+	outcomes := make(map[string]outcome, len(events))
+	processed, busy, err := w.store.ProcessBatch(ctx, events, name, start, func(ctx context.Context, tx *store.Tx) error {
+		tr, released, err := w.apply(ctx, tx, start)
+		if err != nil && !errors.Is(err, store.ErrUnavailable) {
+			failed = tx.Event()
+		}
+		outcomes[tx.Event().ID] = outcome{tr, released}
+		return err
+	})
+	if err != nil {
+		return nil, failed, err
+	}
+	elapsed := w.cfg.Now().Sub(start)
+	for _, ev := range processed {
+		o := outcomes[ev.ID]
+		o.tr.Worker, o.tr.Duration = name, elapsed
+		w.report(ev, o.tr)
+		w.reportReleased(ev, name, o.released)
+	}
+	return busy, store.Event{}, nil
+}
+
 // process applies, defers or ignores one claimed event, or records its
 // failure. It returns an error only when the store itself is unavailable, so
 // that the loop backs off and retries the event later, without an attempt

@@ -22,6 +22,7 @@ import (
 // Store is what a Worker needs of the inbox; *store.DB satisfies it.
 type Store interface {
 	Claim(ctx context.Context, p store.ClaimParams) ([]store.Event, error)
+	ProcessBatch(ctx context.Context, events []store.Event, worker string, now time.Time, fn func(ctx context.Context, tx *store.Tx) error) (processed, busy []store.Event, err error)
 	Process(ctx context.Context, ev store.Event, worker string, now time.Time, fn func(ctx context.Context, tx *store.Tx) error) error
 	Fail(ctx context.Context, f store.Failure) (int, error)
 	ExpireDeferred(ctx context.Context, now time.Time, limit int, worker string) ([]store.Event, error)
@@ -64,7 +65,7 @@ type Transition struct {
 	ReleasedAt *time.Time    // for applied: when its dependency released it, if it waited
 	Err        error         // for failed and dead
 	Received   time.Time     // when the event entered the inbox
-	Duration   time.Duration // time spent in the attempt
+	Duration   time.Duration // time of the transaction that committed it, shared by its batch
 	At         time.Time
 }
 
@@ -157,9 +158,9 @@ func (w *Worker) RunOnce(ctx context.Context, name string) (int, error) {
 	return n, err
 }
 
-// runBatch processes the carried events, or else claims a batch, and
-// returns how many it handled and those it could not process because the
-// store failed.
+// runBatch processes the carried events, or else claims a batch, in one
+// transaction, and returns how many it handled and those it could not
+// process because the store failed.
 func (w *Worker) runBatch(ctx context.Context, name string, carried []store.Event) (int, []store.Event, error) {
 	events := carried
 	if len(events) == 0 {
@@ -171,18 +172,47 @@ func (w *Worker) runBatch(ctx context.Context, name string, carried []store.Even
 			return 0, nil, err
 		}
 	}
-	for i, ev := range events {
+	if ctx.Err() != nil {
+		// Shutting down: the events stay leased to this worker until the
+		// lease expires.
+		return len(events), events, nil
+	}
+	// The transactions in flight finish even when ctx is cancelled.
+	busy, failed, cause := w.processBatch(context.WithoutCancel(ctx), name, events)
+	switch {
+	case errors.Is(cause, store.ErrUnavailable):
+		return len(events), events, cause
+	case cause == nil:
+		// Another transaction held the customers of busy: wait for it.
+		return len(events), nil, w.processEach(ctx, name, busy, store.Event{}, nil)
+	}
+	// failed took the batch down with it: record its failure, and process
+	// the others again one at a time.
+	w.logger.Debug().Err(cause).Str("worker", name).Int("events", len(events)).Msg("batch rolled back; processing its events one at a time")
+	return len(events), nil, w.processEach(ctx, name, events, failed, cause)
+}
+
+// processEach processes events one transaction at a time, recording the
+// failure cause for the event failed instead of processing it again. It stops
+// early when ctx is done (the rest stay leased until the lease expires) or
+// when the store fails (the loop backs off; the rest are claimed again).
+func (w *Worker) processEach(ctx context.Context, name string, events []store.Event, failed store.Event, cause error) error {
+	inFlight := context.WithoutCancel(ctx)
+	for _, ev := range events {
 		if ctx.Err() != nil {
-			// Shutting down: the rest stay leased to this worker until the
-			// lease expires.
-			return len(events), events[i:], nil
+			return nil
 		}
-		// The transaction in flight finishes even when ctx is cancelled.
-		if err := w.process(context.WithoutCancel(ctx), name, ev); err != nil {
-			return len(events), events[i:], err
+		var err error
+		if ev.ID == failed.ID {
+			err = w.fail(inFlight, name, failed, w.cfg.Now(), cause)
+		} else {
+			err = w.process(inFlight, name, ev)
+		}
+		if err != nil {
+			return err
 		}
 	}
-	return len(events), nil, nil
+	return nil
 }
 
 // sleep waits for a wake-up, d, or ctx; it reports false when ctx is done.

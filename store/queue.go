@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 )
 
 // ErrNotClaimed is returned by Process and Fail when the event is no longer
@@ -75,30 +77,70 @@ type Tx struct {
 }
 
 // Process runs fn in one transaction for the event ev, which the caller
-// claimed as worker. On PostgreSQL the transaction first takes an advisory
-// lock on ev's customer (or, without one, on the event), so one customer's
-// events are never processed concurrently, by any replica. It returns
-// ErrNotClaimed when the row is no longer pending under worker's lease, and
-// fn's error, untouched, after rolling back. fn must record the outcome with
-// one of Tx's Mark methods. Transactions that lose a deadlock are retried.
+// claimed as worker. On PostgreSQL it first waits for the advisory lock on
+// ev's customer (or, without one, on the event), so one customer's events are
+// never processed concurrently, by any replica. It returns ErrNotClaimed when
+// the row is no longer pending under worker's lease, and fn's error,
+// untouched, after rolling back.
 func (db *DB) Process(ctx context.Context, ev Event, worker string, now time.Time, fn func(ctx context.Context, tx *Tx) error) error {
+	processed, _, err := db.process(ctx, []Event{ev}, worker, now, true, fn)
+	if err == nil && len(processed) == 0 {
+		return fmt.Errorf("process %s: %w", ev.ID, ErrNotClaimed)
+	}
+	return err
+}
+
+// ProcessBatch runs fn for each of events, which the caller claimed as
+// worker, in order and in one transaction: one commit for the whole batch.
+// On PostgreSQL it takes, without waiting, the advisory lock of each event's
+// customer (or, without one, of the event); the events whose lock another
+// transaction holds are left out and returned as busy, still claimed, for the
+// caller to Process. Events no longer pending under worker's lease are
+// skipped. fn must record each event's outcome with one of Tx's Mark methods.
+// ProcessBatch returns the events fn processed, as locked, once committed;
+// when fn fails it rolls the whole batch back and returns fn's error,
+// untouched.
+func (db *DB) ProcessBatch(ctx context.Context, events []Event, worker string, now time.Time, fn func(ctx context.Context, tx *Tx) error) (processed, busy []Event, err error) {
+	return db.process(ctx, events, worker, now, false, fn)
+}
+
+// process runs fn for events in one transaction, waiting for their advisory
+// locks or leaving out the events whose lock is busy. Transactions that lose
+// a deadlock are retried from the start.
+func (db *DB) process(ctx context.Context, events []Event, worker string, now time.Time, wait bool, fn func(ctx context.Context, tx *Tx) error) (processed, busy []Event, err error) {
 	var released int
-	err := db.withRetry(ctx, func(sqltx *sqlx.Tx) error {
-		if err := db.lockKey(ctx, sqltx, serializationKey(ev)); err != nil {
-			return err
-		}
-		cur, err := db.lockEvent(ctx, sqltx, ev.ID)
+	err = db.withRetry(ctx, func(sqltx *sqlx.Tx) error {
+		processed, busy, released = processed[:0], busy[:0], 0
+		busyKeys, err := db.lockKeys(ctx, sqltx, events, wait)
 		if err != nil {
 			return err
 		}
-		if cur.Status != StatusPending || cur.LeaseOwner != worker {
-			return fmt.Errorf("process %s: %w (status %s, lease %q)", ev.ID, ErrNotClaimed, cur.Status, cur.LeaseOwner)
+		mine := events
+		if len(busyKeys) > 0 {
+			mine = slices.DeleteFunc(slices.Clone(events), func(ev Event) bool {
+				if busyKeys[serializationKey(ev)] {
+					busy = append(busy, ev)
+					return true
+				}
+				return false
+			})
 		}
-		tx := &Tx{tx: sqltx, db: db, event: cur, worker: worker, now: ts(now)}
-		if err := fn(ctx, tx); err != nil {
+		current, err := db.lockEvents(ctx, sqltx, mine)
+		if err != nil {
 			return err
 		}
-		released = tx.released
+		for _, ev := range mine {
+			cur, ok := current[ev.ID]
+			if !ok || cur.Status != StatusPending || cur.LeaseOwner != worker {
+				continue
+			}
+			tx := &Tx{tx: sqltx, db: db, event: cur, worker: worker, now: ts(now)}
+			if err := fn(ctx, tx); err != nil {
+				return err
+			}
+			released += tx.released
+			processed = append(processed, cur)
+		}
 		if released > 0 && db.dialect == Postgres {
 			// Delivered at commit to every replica's listener.
 			if _, err := sqltx.ExecContext(ctx, `SELECT pg_notify($1, '')`, notifyChannel); err != nil {
@@ -107,43 +149,80 @@ func (db *DB) Process(ctx context.Context, ev Event, worker string, now time.Tim
 		}
 		return nil
 	})
-	if err == nil && released > 0 {
+	if err != nil {
+		return nil, nil, err
+	}
+	if released > 0 {
 		db.wake.signal()
 	}
-	return err
+	return processed, busy, nil
 }
 
 // serializationKey names what one event's processing is serialized on.
 func serializationKey(ev Event) string {
 	if ev.CustomerID != "" {
-		return "customer:" + ev.CustomerID
+		return "orderhook:customer:" + ev.CustomerID
 	}
-	return "event:" + ev.ID
+	return "orderhook:event:" + ev.ID
 }
 
-// lockKey takes a transaction-scoped advisory lock on key (PostgreSQL). On
-// SQLite every write transaction is already exclusive.
-func (db *DB) lockKey(ctx context.Context, tx *sqlx.Tx, key string) error {
+// lockKeys takes the transaction-scoped advisory locks of events' keys
+// (PostgreSQL). With wait it waits for each lock, taking them in sorted order
+// so that two waiting transactions never wait for each other in a cycle (a
+// hash collision that breaks the order ends in a deadlock error, and a
+// retry). Without wait it takes the free ones and returns the keys another
+// transaction holds. On SQLite every write transaction is already exclusive.
+func (db *DB) lockKeys(ctx context.Context, tx *sqlx.Tx, events []Event, wait bool) (busy map[string]bool, err error) {
 	if db.dialect != Postgres {
-		return nil
+		return nil, nil
 	}
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "orderhook:"+key); err != nil {
-		return fmt.Errorf("lock %s: %w", key, translate(err))
+	keys := make([]string, 0, len(events))
+	for _, ev := range events {
+		keys = append(keys, serializationKey(ev))
 	}
-	return nil
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	if wait {
+		_, err = tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k`, pq.Array(keys))
+	} else {
+		var held []string
+		err = tx.SelectContext(ctx, &held, `SELECT k FROM unnest($1::text[]) AS k WHERE NOT pg_try_advisory_xact_lock(hashtextextended(k, 0))`, pq.Array(keys))
+		busy = make(map[string]bool, len(held))
+		for _, k := range held {
+			busy[k] = true
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock %d serialization keys: %w", len(keys), translate(err))
+	}
+	return busy, nil
 }
 
-// lockEvent reads an event row, locking it on PostgreSQL.
-func (db *DB) lockEvent(ctx context.Context, q sqlx.QueryerContext, id string) (Event, error) {
-	query := `SELECT ` + eventColumns + ` FROM webhook_events WHERE event_id = $1`
+// lockEvents reads the rows of events by id, locking them on PostgreSQL.
+func (db *DB) lockEvents(ctx context.Context, tx *sqlx.Tx, events []Event) (map[string]Event, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(events))
+	for i, ev := range events {
+		ids[i] = ev.ID
+	}
+	query, args, err := sqlx.In(`SELECT `+eventColumns+` FROM webhook_events WHERE event_id IN (?)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lock events: %w", err)
+	}
 	if db.dialect == Postgres {
-		query += ` FOR UPDATE`
+		query = sqlx.Rebind(sqlx.DOLLAR, query) + ` FOR UPDATE`
 	}
-	var ev Event
-	if err := sqlx.GetContext(ctx, q, &ev, db.rebind(query), id); err != nil {
-		return Event{}, fmt.Errorf("lock event %s: %w", id, translate(err))
+	var rows []Event
+	if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
+		return nil, fmt.Errorf("lock %d events: %w", len(ids), translate(err))
 	}
-	return ev, nil
+	current := make(map[string]Event, len(rows))
+	for _, ev := range rows {
+		current[ev.ID] = ev
+	}
+	return current, nil
 }
 
 // Event returns the event being processed, as locked at the start of the

@@ -175,7 +175,8 @@ func (ti tracedInbox) InsertEvent(ctx context.Context, ev store.Event) (bool, er
 }
 
 // Store wraps st with a "reconcile apply" span around each event's
-// processing transaction.
+// processing, and a "reconcile batch" span around each transaction that
+// processes a batch of them.
 func (t *Tracing) Store(st reconcile.Store) reconcile.Store { return tracedStore{Store: st, t: t} }
 
 type tracedStore struct {
@@ -183,14 +184,32 @@ type tracedStore struct {
 	t *Tracing
 }
 
+// ProcessBatch implements reconcile.Store.
+func (ts tracedStore) ProcessBatch(ctx context.Context, events []store.Event, worker string, now time.Time, fn func(ctx context.Context, tx *store.Tx) error) (processed, busy []store.Event, err error) {
+	ctx, span := ts.t.tracer.Start(ctx, "reconcile batch", oteltrace.WithSpanKind(oteltrace.SpanKindConsumer),
+		oteltrace.WithAttributes(AttrWorker.String(worker), attribute.Int("orderhook.batch_size", len(events))))
+	defer span.End()
+	processed, busy, err = ts.Store.ProcessBatch(ctx, events, worker, now, ts.traced(worker, fn))
+	record(span, err)
+	return processed, busy, err
+}
+
 // Process implements reconcile.Store.
 func (ts tracedStore) Process(ctx context.Context, ev store.Event, worker string, now time.Time, fn func(ctx context.Context, tx *store.Tx) error) error {
-	ctx, span := ts.t.tracer.Start(ctx, "reconcile apply", oteltrace.WithSpanKind(oteltrace.SpanKindConsumer),
-		oteltrace.WithAttributes(append(eventAttrs(ev), AttrWorker.String(worker), attribute.Int("orderhook.attempt", ev.Attempts+1))...))
-	defer span.End()
-	err := ts.Store.Process(ctx, ev, worker, now, fn)
-	record(span, err)
-	return err
+	return ts.Store.Process(ctx, ev, worker, now, ts.traced(worker, fn))
+}
+
+// traced wraps fn, which processes one event, in a "reconcile apply" span.
+func (ts tracedStore) traced(worker string, fn func(ctx context.Context, tx *store.Tx) error) func(ctx context.Context, tx *store.Tx) error {
+	return func(ctx context.Context, tx *store.Tx) error {
+		ev := tx.Event()
+		ctx, span := ts.t.tracer.Start(ctx, "reconcile apply", oteltrace.WithSpanKind(oteltrace.SpanKindConsumer),
+			oteltrace.WithAttributes(append(eventAttrs(ev), AttrWorker.String(worker), attribute.Int("orderhook.attempt", ev.Attempts+1))...))
+		defer span.End()
+		err := fn(ctx, tx)
+		record(span, err)
+		return err
+	}
 }
 
 func eventAttrs(ev store.Event) []attribute.KeyValue {

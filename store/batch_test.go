@@ -1,0 +1,83 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderhook/orderhook/store"
+	"github.com/orderhook/orderhook/store/storetest"
+)
+
+// claimAll stores the given events and claims them all as worker.
+func claimAll(t *testing.T, db *store.DB, worker string, evs ...store.Event) []store.Event {
+	t.Helper()
+	ctx := context.Background()
+	for _, ev := range evs {
+		_, err := db.InsertEvent(ctx, ev)
+		require.NoError(t, err)
+	}
+	claimed, err := db.Claim(ctx, store.ClaimParams{Worker: worker, Limit: len(evs), Now: t0.Add(time.Second), Lease: time.Minute})
+	require.NoError(t, err)
+	require.Len(t, claimed, len(evs))
+	return claimed
+}
+
+func TestProcessBatchAppliesInOrderAndSkipsWhatIsNoLongerClaimed(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		claimed := claimAll(t, db, "w",
+			newEvent("evt_b1", "cus_a", t0), newEvent("evt_b2", "cus_b", t0.Add(time.Millisecond)), newEvent("evt_b3", "cus_a", t0.Add(2*time.Millisecond)))
+		// evt_b2 is processed elsewhere first: the batch must skip it.
+		require.NoError(t, db.Process(ctx, claimed[1], "w", t0, func(ctx context.Context, tx *store.Tx) error {
+			return tx.MarkIgnored(ctx)
+		}))
+
+		var seen []string
+		processed, busy, err := db.ProcessBatch(ctx, claimed, "w", t0, func(ctx context.Context, tx *store.Tx) error {
+			seen = append(seen, tx.Event().ID)
+			return tx.MarkApplied(ctx, "")
+		})
+		require.NoError(t, err)
+		require.Equal(t, []string{"evt_b1", "evt_b3"}, seen, "in claim order, skipping the processed one")
+		require.Len(t, processed, 2)
+		require.Empty(t, busy)
+		for _, id := range []string{"evt_b1", "evt_b3"} {
+			ev, err := db.Event(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, store.StatusApplied, ev.Status)
+			require.Empty(t, ev.LeaseOwner)
+		}
+	})
+}
+
+func TestProcessBatchRollsBackWholeBatchOnError(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		claimed := claimAll(t, db, "w", newEvent("evt_r1", "cus_a", t0), newEvent("evt_r2", "cus_b", t0.Add(time.Millisecond)))
+		boom := errors.New("boom")
+		_, _, err := db.ProcessBatch(ctx, claimed, "w", t0, func(ctx context.Context, tx *store.Tx) error {
+			if err := tx.EnsureCustomer(ctx, tx.Event().CustomerID); err != nil {
+				return err
+			}
+			if tx.Event().ID == "evt_r2" {
+				return boom
+			}
+			return tx.MarkApplied(ctx, "")
+		})
+		require.ErrorIs(t, err, boom, "fn's error, untouched")
+
+		ev, err := db.Event(ctx, "evt_r1")
+		require.NoError(t, err)
+		require.Equal(t, store.StatusPending, ev.Status, "the first event's transition rolled back with the batch")
+		require.Equal(t, "w", ev.LeaseOwner, "still claimed, to be processed alone")
+		exists, err := db.CustomerExists(ctx, "cus_a")
+		require.NoError(t, err)
+		require.False(t, exists, "the first event's mirror write rolled back with the batch")
+	})
+}
