@@ -127,3 +127,16 @@ func FuzzParse(f *testing.F) {
 		require.NotEmpty(t, env.Type)
 	})
 }
+
+// BenchmarkParse measures reading the envelope of a real invoice.paid.
+func BenchmarkParse(b *testing.B) {
+	payload, err := os.ReadFile("../../testdata/events/05_invoice.paid.json")
+	require.NoError(b, err)
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := stripeevent.Parse(payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
