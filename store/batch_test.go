@@ -81,3 +81,51 @@ func TestProcessBatchRollsBackWholeBatchOnError(t *testing.T) {
 		require.False(t, exists, "the first event's mirror write rolled back with the batch")
 	})
 }
+
+// A batch does not wait for a customer another transaction is processing: it
+// leaves that customer's events out, still claimed, and processes the rest.
+func TestProcessBatchLeavesOutBusyCustomers(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	claimed := claimAll(t, db, "w", newEvent("evt_x1", "cus_x", t0), newEvent("evt_y1", "cus_y", t0.Add(time.Millisecond)),
+		newEvent("evt_x2", "cus_x", t0.Add(2*time.Millisecond)))
+
+	holder, err := db.SQLX().BeginTxx(ctx, nil)
+	require.NoError(t, err)
+	defer func() { _ = holder.Rollback() }()
+	_, err = holder.Exec(`SELECT pg_advisory_xact_lock(hashtextextended('orderhook:customer:cus_x', 0))`)
+	require.NoError(t, err)
+
+	processed, busy, err := db.ProcessBatch(ctx, claimed, "w", t0, func(ctx context.Context, tx *store.Tx) error {
+		return tx.MarkApplied(ctx, "")
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"evt_y1"}, ids(processed))
+	require.Equal(t, []string{"evt_x1", "evt_x2"}, ids(busy), "in claim order")
+	ev, err := db.Event(ctx, "evt_x1")
+	require.NoError(t, err)
+	require.Equal(t, store.StatusPending, ev.Status)
+	require.Equal(t, "w", ev.LeaseOwner, "still claimed")
+
+	// Process waits for the lock instead.
+	done := make(chan error, 1)
+	go func() {
+		done <- db.Process(ctx, busy[0], "w", t0, func(ctx context.Context, tx *store.Tx) error { return tx.MarkApplied(ctx, "") })
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Process did not wait for the customer's lock: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	require.NoError(t, holder.Rollback())
+	require.NoError(t, <-done)
+}
+
+func ids(evs []store.Event) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.ID
+	}
+	return out
+}
