@@ -53,9 +53,14 @@ type objectHead struct {
 }
 
 // Parse reads the envelope of a Stripe event. It returns an error wrapping
-// ErrMalformed when payload is not JSON, not an event object, or lacks the id,
-// type, created time or data.object that every Stripe event has.
+// ErrMalformed when payload is not UTF-8 JSON, not an event object, or lacks
+// the id, type, created time or data.object that every Stripe event has.
 func Parse(payload []byte) (Envelope, error) {
+	// JSON is UTF-8 (RFC 8259). encoding/json would replace invalid bytes
+	// with U+FFFD, so that two ids differing only in them became one.
+	if !utf8.Valid(payload) {
+		return Envelope{}, fmt.Errorf("%w: the body is not valid UTF-8", ErrMalformed)
+	}
 	var w wireEnvelope
 	if err := json.Unmarshal(payload, &w); err != nil {
 		return Envelope{}, fmt.Errorf("%w: %s", ErrMalformed, jsonProblem(err))
@@ -96,7 +101,7 @@ const maxCreated = 253402300799
 const maxIDLength = 255
 
 // validate rejects what no Stripe event carries and a database would refuse:
-// identifiers that are not printable UTF-8 or are absurdly long, and times
+// identifiers with control characters or absurdly long, and times
 // outside the years 1970 to 9999. Such an event could never be stored, so it
 // is answered 400 rather than 503 forever.
 func (e Envelope) validate(created int64) error {
@@ -110,8 +115,8 @@ func (e Envelope) validate(created int64) error {
 		if len(f.value) > maxIDLength {
 			return fmt.Errorf("%s is longer than %d bytes", f.name, maxIDLength)
 		}
-		if !utf8.ValidString(f.value) || strings.IndexFunc(f.value, unicode.IsControl) >= 0 {
-			return fmt.Errorf("%s holds control characters or invalid UTF-8", f.name)
+		if strings.IndexFunc(f.value, unicode.IsControl) >= 0 {
+			return fmt.Errorf("%s holds control characters", f.name)
 		}
 	}
 	return nil

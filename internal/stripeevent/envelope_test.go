@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -104,6 +105,10 @@ func TestParseRejectsWhatIsNotAnEvent(t *testing.T) {
 		"created too late":  `{"id":"evt_1","type":"x.y","created":999999999999999,"data":{"object":{}}}`,
 		"created negative":  `{"id":"evt_1","type":"x.y","created":-5,"data":{"object":{}}}`,
 		"customer too long": `{"id":"evt_1","type":"x.y","created":1,"data":{"object":{"customer":"` + strings.Repeat("c", 300) + `"}}}`,
+		// encoding/json would turn these bytes into U+FFFD: two ids that
+		// differ only in them would be one event, and the second lost.
+		"invalid UTF-8 in id":       "{\"id\":\"evt_\xff\xfe\",\"type\":\"x.y\",\"created\":1,\"data\":{\"object\":{}}}",
+		"invalid UTF-8 in metadata": "{\"id\":\"evt_1\",\"type\":\"x.y\",\"created\":1,\"data\":{\"object\":{\"metadata\":{\"k\":\"\xc3\"}}}}",
 	} {
 		_, err := stripeevent.Parse([]byte(body))
 		require.ErrorIs(t, err, stripeevent.ErrMalformed, name)
@@ -114,7 +119,7 @@ func FuzzParse(f *testing.F) {
 	for _, payload := range fixtures(f) {
 		f.Add(payload)
 	}
-	for _, s := range []string{`{}`, `[]`, `null`, `{"id":"e","type":"t","created":1,"data":{"object":{"customer":{"id":1}}}}`, strings.Repeat("[", 20000)} {
+	for _, s := range []string{`{}`, `[]`, `null`, `{"id":"e","type":"t","created":1,"data":{"object":{"customer":{"id":1}}}}`, strings.Repeat("[", 20000), "{\"id\":\"evt_\xfe\",\"type\":\"t\",\"created\":1,\"data\":{\"object\":{}}}"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
@@ -125,6 +130,7 @@ func FuzzParse(f *testing.F) {
 		}
 		require.NotEmpty(t, env.ID)
 		require.NotEmpty(t, env.Type)
+		require.True(t, utf8.Valid(payload), "an accepted payload is valid UTF-8")
 	})
 }
 
