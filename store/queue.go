@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -33,25 +35,47 @@ type ClaimParams struct {
 // UPDATE SKIP LOCKED on PostgreSQL, one writer on SQLite).
 func (db *DB) Claim(ctx context.Context, p ClaimParams) ([]Event, error) {
 	until := ts(p.Now.Add(p.Lease))
+	// Two branches, each served by its own partial index: the due rows in
+	// time order (webhook_events_due) and the rows still leased to this
+	// worker (webhook_events_leased). One OR over both, or SQLite's own
+	// choice of index without statistics, sorts the whole backlog on every
+	// claim.
 	var query string
 	if db.dialect == Postgres {
 		query = `
 		WITH due AS (
-			SELECT event_id AS due_id FROM webhook_events
-			WHERE status = 'pending' AND (next_attempt_at <= $1 OR lease_owner = $3)
+			SELECT event_id, next_attempt_at FROM webhook_events
+			WHERE status = 'pending' AND next_attempt_at <= $1
 			ORDER BY next_attempt_at
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED
+		), own AS (
+			SELECT event_id, next_attempt_at FROM webhook_events
+			WHERE status = 'pending' AND lease_owner = $3 AND next_attempt_at > $1
+			FOR UPDATE SKIP LOCKED
+		), claimed AS (
+			SELECT event_id AS claimed_id FROM (SELECT * FROM due UNION ALL SELECT * FROM own) AS c
+			ORDER BY next_attempt_at
+			LIMIT $2
 		)
 		UPDATE webhook_events e SET lease_owner = $3, lease_expires_at = $4, next_attempt_at = $4
-		FROM due WHERE e.event_id = due.due_id
+		FROM claimed WHERE e.event_id = claimed.claimed_id
 		RETURNING ` + eventColumns
 	} else {
 		query = `
 		UPDATE webhook_events SET lease_owner = $3, lease_expires_at = $4, next_attempt_at = $4
 		WHERE event_id IN (
-			SELECT event_id FROM webhook_events
-			WHERE status = 'pending' AND (next_attempt_at <= $1 OR lease_owner = $3)
+			SELECT event_id FROM (
+				SELECT event_id, next_attempt_at FROM (
+					SELECT event_id, next_attempt_at FROM webhook_events INDEXED BY webhook_events_due
+					WHERE status = 'pending' AND next_attempt_at <= $1
+					ORDER BY next_attempt_at
+					LIMIT $2
+				)
+				UNION ALL
+				SELECT event_id, next_attempt_at FROM webhook_events
+				WHERE status = 'pending' AND lease_owner = $3 AND next_attempt_at > $1
+			)
 			ORDER BY next_attempt_at
 			LIMIT $2
 		)
@@ -111,6 +135,9 @@ func (db *DB) process(ctx context.Context, events []Event, worker string, now ti
 	var released int
 	err = db.withRetry(ctx, func(sqltx *sqlx.Tx) error {
 		processed, busy, released = processed[:0], busy[:0], 0
+		if err := db.commitAsync(ctx, sqltx); err != nil {
+			return err
+		}
 		busyKeys, err := db.lockKeys(ctx, sqltx, events, wait)
 		if err != nil {
 			return err
@@ -156,6 +183,23 @@ func (db *DB) process(ctx context.Context, events []Event, worker string, now ti
 		db.wake.signal()
 	}
 	return processed, busy, nil
+}
+
+// commitAsync lets a processing transaction commit without waiting for its
+// WAL flush (PostgreSQL), so that applying never queues behind the inbox's
+// durable inserts. This keeps exactly once: the mirror, status and history
+// of an event commit atomically, and the WAL is replayed in order, so a
+// database crash can only lose the latest applications whole, leaving those
+// events pending under an expired lease, to be applied again, once. The
+// inbox insert, which is what a 2xx promises, stays synchronous.
+func (db *DB) commitAsync(ctx context.Context, tx *sqlx.Tx) error {
+	if db.dialect != Postgres {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit TO OFF`); err != nil {
+		return fmt.Errorf("set synchronous_commit: %w", translate(err))
+	}
+	return nil
 }
 
 // serializationKey names what one event's processing is serialized on.
@@ -251,14 +295,11 @@ func (tx *Tx) MarkIgnored(ctx context.Context) error {
 // MarkDeferred parks the event until the dependency waitingFor (for example
 // "customer:cus_123") is released, or until deadline, when it becomes dead.
 func (tx *Tx) MarkDeferred(ctx context.Context, waitingFor string, deadline time.Time) error {
-	_, err := tx.tx.ExecContext(ctx, tx.db.rebind(`
+	return tx.updateAndRecord(ctx, "defer", `
 		UPDATE webhook_events SET status = 'deferred', waiting_for = $2, next_attempt_at = $3,
 			lease_owner = NULL, lease_expires_at = NULL
-		WHERE event_id = $1`), tx.event.ID, waitingFor, ts(deadline))
-	if err != nil {
-		return fmt.Errorf("defer %s: %w", tx.event.ID, translate(err))
-	}
-	return tx.record(ctx, attemptRow{eventID: tx.event.ID, outcome: OutcomeDeferred, attempt: tx.event.Attempts, detail: waitingFor})
+		WHERE event_id = $1`, []any{tx.event.ID, waitingFor, ts(deadline)},
+		attemptRow{eventID: tx.event.ID, outcome: OutcomeDeferred, attempt: tx.event.Attempts, detail: waitingFor})
 }
 
 func (tx *Tx) finish(ctx context.Context, status Status, outcome string, detail string, counts bool) error {
@@ -266,14 +307,40 @@ func (tx *Tx) finish(ctx context.Context, status Status, outcome string, detail 
 	if counts {
 		attempt++
 	}
-	_, err := tx.tx.ExecContext(ctx, tx.db.rebind(`
+	return tx.updateAndRecord(ctx, "mark "+string(status), `
 		UPDATE webhook_events SET status = $2, attempts = $3, applied_at = $4, waiting_for = NULL,
 			lease_owner = NULL, lease_expires_at = NULL
-		WHERE event_id = $1`), tx.event.ID, status, attempt, tx.now)
-	if err != nil {
-		return fmt.Errorf("mark %s %s: %w", tx.event.ID, status, translate(err))
+		WHERE event_id = $1`, []any{tx.event.ID, status, attempt, tx.now},
+		attemptRow{eventID: tx.event.ID, outcome: outcome, attempt: attempt, detail: detail})
+}
+
+// updateAndRecord runs update, which changes the event's row (its id is $1),
+// and records the attempt a: on PostgreSQL in one statement, one round trip.
+func (tx *Tx) updateAndRecord(ctx context.Context, what, update string, args []any, a attemptRow) error {
+	if tx.db.dialect != Postgres {
+		if _, err := tx.tx.ExecContext(ctx, tx.db.rebind(update), args...); err != nil {
+			return fmt.Errorf("%s %s: %w", what, tx.event.ID, translate(err))
+		}
+		return tx.record(ctx, a)
 	}
-	return tx.record(ctx, attemptRow{eventID: tx.event.ID, outcome: outcome, attempt: attempt, detail: detail})
+	n := len(args)
+	query := `WITH updated AS (` + update + ` RETURNING event_id)
+		INSERT INTO event_attempts (event_id, at, outcome, attempt, worker, actor, error, detail)
+		SELECT event_id, ` + placeholders(n+1, 7) + ` FROM updated`
+	args = append(args, a.values(tx.now, tx.worker)[1:]...)
+	if _, err := tx.tx.ExecContext(ctx, query, args...); err != nil {
+		return fmt.Errorf("%s %s: %w", what, tx.event.ID, translate(err))
+	}
+	return nil
+}
+
+// placeholders returns n PostgreSQL placeholders from $first, comma-separated.
+func placeholders(first, n int) string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "$" + strconv.Itoa(first+i)
+	}
+	return strings.Join(out, ", ")
 }
 
 // Released is an event that a Release made due again.
@@ -286,25 +353,47 @@ type Released struct {
 // released_at and recording a `released` attempt for each, and returns them.
 // Workers are woken when the transaction commits.
 func (tx *Tx) Release(ctx context.Context, dependency string) ([]Released, error) {
+	// A released event is due at once, and ahead of the backlog: it is due
+	// from when it was received.
+	release := `UPDATE webhook_events SET status = 'pending', waiting_for = NULL, next_attempt_at = received_at, released_at = $2
+		WHERE status = 'deferred' AND waiting_for = $1
+		RETURNING event_id, type, attempts`
+	detail := dependency + " applied by " + tx.event.ID
+	var released []Released
+	var err error
+	if tx.db.dialect == Postgres {
+		// One statement: the rows and their history rows.
+		err = sqlx.SelectContext(ctx, tx.tx, &released, `WITH released AS (`+release+`),
+			recorded AS (INSERT INTO event_attempts (event_id, at, outcome, attempt, worker, detail)
+				SELECT event_id, $2, $3, attempts, $4, $5 FROM released)
+			SELECT event_id, type FROM released`, dependency, tx.now, OutcomeReleased, nullable(tx.worker), detail)
+	} else {
+		released, err = tx.releaseThenRecord(ctx, release, dependency, detail)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("release %s: %w", dependency, translate(err))
+	}
+	tx.released += len(released)
+	return released, nil
+}
+
+// releaseThenRecord runs release and records a released attempt for each
+// row it returns, one statement each.
+func (tx *Tx) releaseThenRecord(ctx context.Context, release, dependency, detail string) ([]Released, error) {
 	var rows []struct {
 		Released
 		Attempts int `db:"attempts"`
 	}
-	err := sqlx.SelectContext(ctx, tx.tx, &rows, tx.db.rebind(`
-		UPDATE webhook_events SET status = 'pending', waiting_for = NULL, next_attempt_at = $2, released_at = $2
-		WHERE status = 'deferred' AND waiting_for = $1
-		RETURNING event_id, type, attempts`), dependency, tx.now)
-	if err != nil {
-		return nil, fmt.Errorf("release %s: %w", dependency, translate(err))
+	if err := sqlx.SelectContext(ctx, tx.tx, &rows, tx.db.rebind(release), dependency, tx.now); err != nil {
+		return nil, err
 	}
 	released := make([]Released, 0, len(rows))
 	for _, r := range rows {
-		if err := tx.record(ctx, attemptRow{eventID: r.ID, outcome: OutcomeReleased, attempt: r.Attempts, detail: dependency + " applied by " + tx.event.ID}); err != nil {
+		if err := tx.record(ctx, attemptRow{eventID: r.ID, outcome: OutcomeReleased, attempt: r.Attempts, detail: detail}); err != nil {
 			return nil, err
 		}
 		released = append(released, r.Released)
 	}
-	tx.released += len(rows)
 	return released, nil
 }
 
@@ -323,12 +412,16 @@ func (tx *Tx) record(ctx context.Context, a attemptRow) error {
 func insertAttempt(ctx context.Context, e sqlx.ExecerContext, db *DB, at time.Time, worker string, a attemptRow) error {
 	_, err := e.ExecContext(ctx, db.rebind(`
 		INSERT INTO event_attempts (event_id, at, outcome, attempt, worker, actor, error, detail)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`),
-		a.eventID, ts(at), a.outcome, a.attempt, nullable(worker), nullable(a.actor), nullable(a.errText), nullable(a.detail))
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`), a.values(at, worker)...)
 	if err != nil {
 		return fmt.Errorf("record %s attempt of %s: %w", a.outcome, a.eventID, translate(err))
 	}
 	return nil
+}
+
+// values returns the event_attempts columns of a, in insertAttempt's order.
+func (a attemptRow) values(at time.Time, worker string) []any {
+	return []any{a.eventID, ts(at), a.outcome, a.attempt, nullable(worker), nullable(a.actor), nullable(a.errText), nullable(a.detail)}
 }
 
 // Failure describes a failed attempt to process an event.

@@ -208,6 +208,7 @@ func TestProcessRecordsOutcomesAndReleases(t *testing.T) {
 			require.Equal(t, "released", attempts[1].Outcome)
 			require.Equal(t, "customer:cus_9 applied by evt_cust", attempts[1].Detail)
 			require.True(t, ev.ReleasedAt.Equal(t0), "released_at stamped")
+			require.True(t, ev.NextAttemptAt.Equal(ev.ReceivedAt), "due from its receipt: ahead of the backlog")
 		}
 		exists, err := db.CustomerExists(ctx, "cus_9")
 		require.NoError(t, err)
