@@ -88,6 +88,7 @@ exists (the customer for an invoice), whatever order Stripe delivers them in.`,
 		a.serveCmd(),
 		a.migrateCmd(),
 		a.sendCmd(),
+		a.benchCmd(),
 	)
 	root.AddCommand(a.opsCommands()...)
 	return root

@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"fmt"
+	"maps"
 	"time"
 )
 
@@ -136,11 +137,35 @@ func (c customerState) invoice(n int, amount int64) invoiceState {
 }
 
 type invoiceLine struct {
-	ID          string `json:"id"`
-	Object      string `json:"object"`
-	Amount      int64  `json:"amount"`
-	Currency    string `json:"currency"`
-	Description string `json:"description"`
+	ID          string      `json:"id"`
+	Object      string      `json:"object"`
+	Amount      int64       `json:"amount"`
+	Currency    string      `json:"currency"`
+	Description string      `json:"description"`
+	Period      *linePeriod `json:"period,omitempty"`    // padding lines only
+	Price       *linePrice  `json:"price,omitempty"`     // padding lines only
+	Proration   *bool       `json:"proration,omitempty"` // padding lines only
+	Quantity    *int        `json:"quantity,omitempty"`  // padding lines only
+	Type        string      `json:"type,omitempty"`      // padding lines only
+}
+
+type linePeriod struct {
+	End   int64 `json:"end"`
+	Start int64 `json:"start"`
+}
+
+type linePrice struct {
+	ID            string            `json:"id"`
+	Object        string            `json:"object"`
+	BillingScheme string            `json:"billing_scheme"`
+	Currency      string            `json:"currency"`
+	Metadata      map[string]string `json:"metadata"`
+	Nickname      *string           `json:"nickname"`
+	Product       string            `json:"product"`
+	Recurring     map[string]any    `json:"recurring"`
+	TaxBehavior   string            `json:"tax_behavior"`
+	Type          string            `json:"type"`
+	UnitAmount    int64             `json:"unit_amount"`
 }
 
 type invoiceObject struct {
@@ -185,4 +210,54 @@ func (c customerState) invoiceObject(inv invoiceState, status string) invoiceObj
 		o.Subscription = &sub
 	}
 	return o
+}
+
+// withPadding returns object with n padding units in Stripe's shape: n more
+// zero-amount usage line items for an invoice, n more metadata entries for
+// any other object. The fields a mirror keeps do not change.
+func withPadding(object any, n int) any {
+	switch o := object.(type) {
+	case invoiceObject:
+		lines := append([]invoiceLine(nil), o.Lines.Data...)
+		for i := range n {
+			lines = append(lines, usageLine(o.ID, len(o.Lines.Data)+i))
+		}
+		o.Lines.Data = lines
+		return o
+	case customerObject:
+		o.Metadata = paddedMetadata(o.Metadata, n)
+		return o
+	case subscriptionObject:
+		o.Metadata = paddedMetadata(o.Metadata, n)
+		return o
+	}
+	return object
+}
+
+// usageLine is the i-th line of invoice id for metered usage that cost
+// nothing this period.
+func usageLine(id string, i int) invoiceLine {
+	proration, quantity := false, 0
+	return invoiceLine{
+		ID: fmt.Sprintf("il_%s_%d", id[3:], i), Object: "line_item", Currency: "usd",
+		Description: fmt.Sprintf("0 × API calls, tier %d (at $0.00 per call)", i),
+		Period:      &linePeriod{Start: 1767225600, End: 1769904000},
+		Price: &linePrice{
+			ID: fmt.Sprintf("price_usage_tier_%03d", i), Object: "price", BillingScheme: "per_unit", Currency: "usd",
+			Metadata: map[string]string{}, Product: "prod_api_calls",
+			Recurring:   map[string]any{"aggregate_usage": "sum", "interval": "month", "interval_count": 1, "usage_type": "metered"},
+			TaxBehavior: "unspecified", Type: "recurring",
+		},
+		Proration: &proration, Quantity: &quantity, Type: "subscription",
+	}
+}
+
+// paddedMetadata returns a copy of m with n more entries of equal size.
+func paddedMetadata(m map[string]string, n int) map[string]string {
+	out := make(map[string]string, len(m)+n)
+	maps.Copy(out, m)
+	for i := range n {
+		out[fmt.Sprintf("crm_field_%04d", i)] = "synced from the CRM export of the monthly billing run"
+	}
+	return out
 }

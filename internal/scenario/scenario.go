@@ -28,6 +28,11 @@ type Config struct {
 	Seed      uint64    // same seed, same scenario
 	Prefix    string    // makes ids unique across scenarios in one database
 	Start     time.Time // time of the first event; default 2026-01-01 UTC
+	// PayloadBytes pads every event to about this many bytes, as real Stripe
+	// events weigh more than the fields orderhook reads: invoices get more
+	// (zero-amount usage) line items, other objects more metadata. 0 or a
+	// size below an event's natural size leaves it as it is.
+	PayloadBytes int
 }
 
 // Customer, Subscription and Invoice are the final states a correct mirror
@@ -162,12 +167,30 @@ func (g *generator) emit(c customerState, dt int, eventType string, object any) 
 		Request: wireRequest{IdempotencyKey: fmt.Sprintf("idem-%s-%d", g.cfg.Prefix, g.seq)},
 	}
 	ev.Data.Object = object
+	payload := mustMarshal(ev)
+	if g.cfg.PayloadBytes > len(payload) {
+		payload = padded(ev, object, len(payload), g.cfg.PayloadBytes)
+	}
+	g.events = append(g.events, Event{ID: ev.ID, Type: eventType, CustomerID: c.id, Created: created, Payload: payload})
+	g.fold(object)
+}
+
+func mustMarshal(ev wireEvent) []byte {
 	payload, err := json.Marshal(ev)
 	if err != nil {
 		panic(err) // the generator's own types always marshal
 	}
-	g.events = append(g.events, Event{ID: ev.ID, Type: eventType, CustomerID: c.id, Created: created, Payload: payload})
-	g.fold(object)
+	return payload
+}
+
+// padded returns ev, which marshals to base bytes, marshaled with enough
+// padding units added to its object to weigh at least size bytes: one unit
+// is measured, then the number needed is added at once.
+func padded(ev wireEvent, object any, base, size int) []byte {
+	ev.Data.Object = withPadding(object, 1)
+	unit := max(len(mustMarshal(ev))-base, 1)
+	ev.Data.Object = withPadding(object, (size-base+unit-1)/unit)
+	return mustMarshal(ev)
 }
 
 func (g *generator) fold(object any) {

@@ -30,3 +30,26 @@ func TestGenerate(t *testing.T) {
 	require.Greater(t, len(shuffled), len(s.Events))
 	require.NotEqual(t, s.Events, shuffled[:len(s.Events)])
 }
+
+// Padding makes every event weigh about PayloadBytes in Stripe's shape and
+// changes nothing else: same ids, same order, same envelopes, same mirror.
+func TestGeneratePadsPayloads(t *testing.T) {
+	t.Parallel()
+	const size = 3000
+	plain := Generate(Config{Customers: 40, Seed: 3, Prefix: "p"})
+	padded := Generate(Config{Customers: 40, Seed: 3, Prefix: "p", PayloadBytes: size})
+	require.Equal(t, plain.Want, padded.Want)
+	require.Len(t, padded.Events, len(plain.Events))
+	for i, ev := range padded.Events {
+		require.GreaterOrEqual(t, len(ev.Payload), size, "%s %s", ev.ID, ev.Type)
+		require.Less(t, len(ev.Payload), size+600, "%s %s is padded by one unit at most", ev.ID, ev.Type)
+		want, err := stripeevent.Parse(plain.Events[i].Payload)
+		require.NoError(t, err)
+		got, err := stripeevent.Parse(ev.Payload)
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+		require.Equal(t, plain.Events[i].ID, ev.ID)
+	}
+	small := Generate(Config{Customers: 5, Seed: 3, Prefix: "p", PayloadBytes: 100})
+	require.Equal(t, Generate(Config{Customers: 5, Seed: 3, Prefix: "p"}), small, "a size below the natural size pads nothing")
+}

@@ -1,0 +1,99 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/orderhook/orderhook/internal/deliver"
+	"github.com/orderhook/orderhook/store"
+)
+
+// The bench reads the inbox of the server under test directly, restricted
+// to the ids of its own run, so that the database may hold other events.
+
+// unsettled counts the run's events still pending or deferred. One count
+// per status lets each use its own index entries; on PostgreSQL that is an
+// order of magnitude cheaper than status IN (…) while the run's updates
+// leave dead index entries behind.
+func unsettled(ctx context.Context, db *store.DB, idPrefix string) (int, error) {
+	var n int
+	like := idPrefix + "%"
+	err := db.SQLX().GetContext(ctx, &n, db.SQLX().Rebind(`SELECT
+		(SELECT count(*) FROM webhook_events WHERE status = 'pending' AND event_id LIKE $1) +
+		(SELECT count(*) FROM webhook_events WHERE status = 'deferred' AND event_id LIKE $2)`), like, like)
+	if err != nil {
+		return 0, fmt.Errorf("count unsettled events: %w", err)
+	}
+	return n, nil
+}
+
+// waitSettled polls until none of the run's events is pending or deferred,
+// and returns when it saw that. It calls tick once per event of total seen
+// settled. It returns an error when ctx ends first.
+func waitSettled(ctx context.Context, db *store.DB, idPrefix string, every time.Duration, total int, tick func()) (time.Time, error) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	settled := 0
+	for {
+		n, err := unsettled(ctx, db, idPrefix)
+		if err != nil {
+			return time.Time{}, err
+		}
+		for ; settled < total-n; settled++ {
+			tick()
+		}
+		if n == 0 {
+			return time.Now(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("%d events still pending or deferred: %w", n, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Outcome is the state of the run's events in the inbox.
+type Outcome struct {
+	Stored      int                  // distinct events in the inbox
+	Counts      map[store.Status]int // stored events by status
+	LastApplied time.Time            // the latest applied_at, on the server's clock; zero when none
+	Release     deliver.Latency      // applied_at − released_at of every event a dependency released
+}
+
+// Settled reports whether every stored event is applied or ignored.
+func (o Outcome) Settled() bool {
+	return o.Counts[store.StatusApplied]+o.Counts[store.StatusIgnored] == o.Stored
+}
+
+// readOutcome reads the status, applied_at and released_at of every event of
+// the run.
+func readOutcome(ctx context.Context, db *store.DB, idPrefix string) (Outcome, error) {
+	var rows []struct {
+		Status     store.Status `db:"status"`
+		AppliedAt  *time.Time   `db:"applied_at"`
+		ReleasedAt *time.Time   `db:"released_at"`
+	}
+	err := db.SQLX().SelectContext(ctx, &rows, db.SQLX().Rebind(`SELECT status, applied_at, released_at
+		FROM webhook_events WHERE event_id LIKE $1`), idPrefix+"%")
+	if err != nil {
+		return Outcome{}, fmt.Errorf("read the outcome of the run: %w", err)
+	}
+	o := Outcome{Stored: len(rows), Counts: map[store.Status]int{}}
+	var release []time.Duration
+	for _, r := range rows {
+		o.Counts[r.Status]++
+		if r.AppliedAt == nil {
+			continue
+		}
+		if r.AppliedAt.After(o.LastApplied) {
+			o.LastApplied = *r.AppliedAt
+		}
+		if r.ReleasedAt != nil {
+			release = append(release, r.AppliedAt.Sub(*r.ReleasedAt))
+		}
+	}
+	o.Release = deliver.Summarize(release)
+	return o, nil
+}
