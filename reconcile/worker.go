@@ -111,7 +111,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for i := range w.cfg.Workers {
 		name := fmt.Sprintf("%s/%d", w.cfg.Name, i)
-		g.Go(func() error { return w.loop(ctx, name) })
+		g.Go(func() error { return w.loop(ctx, name, partition{index: i, count: w.cfg.Workers}) })
 	}
 	g.Go(func() error { return w.sweep(ctx, w.cfg.Name+"/sweeper") })
 	return g.Wait()
@@ -122,13 +122,13 @@ func (w *Worker) Run(ctx context.Context) error {
 // events it claimed but could not process because the store failed are
 // retried first when the store answers again: they are still under its
 // lease, so they need not wait for the lease to expire.
-func (w *Worker) loop(ctx context.Context, name string) error {
+func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 	wake, unsubscribe := w.store.Subscribe()
 	defer unsubscribe()
 	var carried []store.Event
 	failures := 0
 	for {
-		n, rest, err := w.runBatch(ctx, name, carried)
+		n, rest, err := w.runBatch(ctx, name, part, carried)
 		carried = rest
 		if ctx.Err() != nil {
 			return nil
@@ -151,22 +151,28 @@ func (w *Worker) loop(ctx context.Context, name string) error {
 	}
 }
 
+// partition is the share of the customers a loop claims: those hashing to
+// index of count (the zero value: all of them). The loops of one Worker
+// split the customers, so they never hold the same customer's events.
+type partition struct{ index, count int }
+
 // RunOnce claims one batch as worker name and processes it. It returns how
 // many events it claimed, and an error only when the store failed.
 func (w *Worker) RunOnce(ctx context.Context, name string) (int, error) {
-	n, _, err := w.runBatch(ctx, name, nil)
+	n, _, err := w.runBatch(ctx, name, partition{}, nil)
 	return n, err
 }
 
 // runBatch processes the carried events, or else claims a batch, in one
 // transaction, and returns how many it handled and those it could not
 // process because the store failed.
-func (w *Worker) runBatch(ctx context.Context, name string, carried []store.Event) (int, []store.Event, error) {
+func (w *Worker) runBatch(ctx context.Context, name string, part partition, carried []store.Event) (int, []store.Event, error) {
 	events := carried
 	if len(events) == 0 {
 		var err error
 		events, err = w.store.Claim(ctx, store.ClaimParams{
 			Worker: name, Limit: w.cfg.BatchSize, Now: w.cfg.Now(), Lease: w.cfg.Lease,
+			Partition: part.index, Partitions: part.count,
 		})
 		if err != nil {
 			return 0, nil, err

@@ -3,6 +3,9 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -128,4 +131,34 @@ func ids(evs []store.Event) []string {
 		out[i] = ev.ID
 	}
 	return out
+}
+
+// Partitions split the due rows by customer: each customer's events go to
+// exactly one partition, and the partitions together claim everything.
+func TestClaimPartitionsSplitByCustomer(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	for c := range 20 {
+		for e := range 3 {
+			_, err := db.InsertEvent(ctx, newEvent(fmt.Sprintf("evt_p%d_%d", c, e), fmt.Sprintf("cus_p%d", c), t0))
+			require.NoError(t, err)
+		}
+	}
+	owner := map[string]int{} // customer → partition
+	claimed := 0
+	for part := range 3 {
+		evs, err := db.Claim(ctx, store.ClaimParams{Worker: fmt.Sprintf("w%d", part), Limit: 100, Now: t0, Lease: time.Minute, Partition: part, Partitions: 3})
+		require.NoError(t, err)
+		for _, ev := range evs {
+			if p, ok := owner[ev.CustomerID]; ok {
+				require.Equal(t, p, part, "%s claimed by two partitions", ev.CustomerID)
+			}
+			owner[ev.CustomerID] = part
+		}
+		claimed += len(evs)
+	}
+	require.Equal(t, 60, claimed)
+	require.Len(t, owner, 20)
+	require.Greater(t, len(slices.Compact(slices.Sorted(maps.Values(owner)))), 1, "customers spread over partitions")
 }

@@ -24,6 +24,11 @@ type ClaimParams struct {
 	Limit  int           // at most this many rows
 	Now    time.Time     // rows due at or before Now are claimed
 	Lease  time.Duration // the rows are not due again before Now+Lease
+	// Partition and Partitions, on PostgreSQL, restrict the due rows to the
+	// customers (or, without one, the events) that hash into Partition of
+	// Partitions, so that the worker loops of one process never claim the
+	// same customer's events at once. Partitions 0 or 1 claims every row.
+	Partition, Partitions int
 }
 
 // Claim leases up to p.Limit pending events that are due, oldest first. A
@@ -46,6 +51,7 @@ func (db *DB) Claim(ctx context.Context, p ClaimParams) ([]Event, error) {
 		WITH due AS (
 			SELECT event_id, next_attempt_at FROM webhook_events
 			WHERE status = 'pending' AND next_attempt_at <= $1
+				AND ($5 <= 1 OR mod(hashtext(COALESCE(customer_id, event_id))::bigint + 2147483648, $5) = $6)
 			ORDER BY next_attempt_at
 			LIMIT $2
 			FOR UPDATE SKIP LOCKED
@@ -81,8 +87,12 @@ func (db *DB) Claim(ctx context.Context, p ClaimParams) ([]Event, error) {
 		)
 		RETURNING ` + eventColumns
 	}
+	args := []any{ts(p.Now), p.Limit, p.Worker, until}
+	if db.dialect == Postgres {
+		args = append(args, p.Partitions, p.Partition)
+	}
 	var events []Event
-	if err := db.db.SelectContext(ctx, &events, db.rebind(query), ts(p.Now), p.Limit, p.Worker, until); err != nil {
+	if err := db.db.SelectContext(ctx, &events, db.rebind(query), args...); err != nil {
 		return nil, fmt.Errorf("claim events: %w", translate(err))
 	}
 	return events, nil
