@@ -27,6 +27,10 @@ test-full: ## The suite on PostgreSQL, then the permutation property at full siz
 	ORDERHOOK_TEST_DATABASE_URL='$(PG_URL)' go test -race ./...
 	ORDERHOOK_PERMUTATIONS=200 ORDERHOOK_TEST_DATABASE_URL='$(PG_URL)' go test -count=1 -timeout 30m -run Permutation ./reconcile/
 
+.PHONY: reliability
+reliability: ## The black-box reliability suite at full size, against PG_URL (RELIABILITY.md)
+	ORDERHOOK_RELIABILITY_SIZE=full ORDERHOOK_TEST_DATABASE_URL='$(PG_URL)' go test -race -tags reliability -count=1 -timeout 30m -v ./reliability/
+
 .PHONY: ci
 ci: ## Run what CI runs (.ci/run)
 	bash .ci/run
