@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/orderhook/orderhook/internal/cutproxy"
 	"github.com/orderhook/orderhook/internal/scenario"
 )
 
@@ -40,8 +41,8 @@ func TestDatabaseOutage(t *testing.T) {
 	d := newDatabase(t)
 	u, err := url.Parse(d.url)
 	require.NoError(t, err)
-	proxy := newCutProxy(t, u.Host)
-	u.Host = proxy.addr()
+	proxy := cutproxy.Start(t, u.Host)
+	u.Host = proxy.Addr()
 	appName := fmt.Sprintf("reliability_outage_%d", time.Now().UnixNano())
 	q := u.Query()
 	q.Set("application_name", appName) // names this server's backends for pg_terminate_backend
@@ -122,8 +123,8 @@ type outage struct {
 
 // run cuts the database for d, probing /readyz all along, restores it and
 // waits for /readyz to answer 200 again.
-func (o *outage) run(ctx context.Context, proxy *cutProxy, srv *server, d time.Duration) error {
-	proxy.cut()
+func (o *outage) run(ctx context.Context, proxy *cutproxy.Proxy, srv *server, d time.Duration) error {
+	proxy.Cut()
 	o.cutAt = time.Now() // every request sent after this finds the database gone
 	probeCtx, stop := context.WithTimeout(ctx, d)
 	var wg sync.WaitGroup
@@ -132,7 +133,7 @@ func (o *outage) run(ctx context.Context, proxy *cutProxy, srv *server, d time.D
 	stop()
 	wg.Wait()
 	o.restoreAt = time.Now() // every answer received before this came while it was gone
-	proxy.restore()
+	proxy.Restore()
 	ctx, cancel := context.WithTimeout(ctx, 2*recoveryLimit)
 	defer cancel()
 	if err := poll(ctx, 20*time.Millisecond, func() (bool, error) { return srv.probe(ctx, "/readyz") == nil, nil }); err != nil {

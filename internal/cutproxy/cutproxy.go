@@ -1,6 +1,7 @@
-//go:build reliability
-
-package reliability
+// Package cutproxy is a TCP proxy for tests that can cut every connection and
+// refuse new ones, as a database that stops or a network that drops would,
+// for exactly the clients configured to go through it.
+package cutproxy
 
 import (
 	"io"
@@ -11,11 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// cutProxy forwards TCP to the database and can cut every connection and
-// refuse new ones, as a database that stops or a network that drops would,
-// for the one server whose --db points at it. (Copied from
-// cmd/orderhook/outage_test.go.)
-type cutProxy struct {
+// Proxy forwards TCP connections to a target until Cut.
+type Proxy struct {
 	ln     net.Listener
 	target string
 	mu     sync.Mutex
@@ -24,24 +22,27 @@ type cutProxy struct {
 	wg     sync.WaitGroup
 }
 
-func newCutProxy(t *testing.T, target string) *cutProxy {
+// Start listens on a free local port and forwards to target (host:port)
+// until t ends.
+func Start(t testing.TB, target string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	p := &cutProxy{ln: ln, target: target, up: true, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, target: target, up: true, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
 		_ = ln.Close()
-		p.cut()
+		p.Cut()
 		p.wg.Wait()
 	})
 	return p
 }
 
-func (p *cutProxy) addr() string { return p.ln.Addr().String() }
+// Addr is the address to connect to instead of the target.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-func (p *cutProxy) accept() {
+func (p *Proxy) accept() {
 	defer p.wg.Done()
 	for {
 		c, err := p.ln.Accept()
@@ -63,7 +64,7 @@ func (p *cutProxy) accept() {
 	}
 }
 
-func (p *cutProxy) pipe(c net.Conn) {
+func (p *Proxy) pipe(c net.Conn) {
 	defer p.wg.Done()
 	s, err := net.Dial("tcp", p.target)
 	if err != nil {
@@ -92,8 +93,8 @@ func (p *cutProxy) pipe(c net.Conn) {
 	p.mu.Unlock()
 }
 
-// cut drops every connection and refuses new ones until restore.
-func (p *cutProxy) cut() {
+// Cut drops every connection and refuses new ones until Restore.
+func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.up = false
@@ -103,8 +104,8 @@ func (p *cutProxy) cut() {
 	}
 }
 
-// restore accepts connections again.
-func (p *cutProxy) restore() {
+// Restore accepts connections again.
+func (p *Proxy) Restore() {
 	p.mu.Lock()
 	p.up = true
 	p.mu.Unlock()
