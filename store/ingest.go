@@ -122,10 +122,9 @@ func (g *groupCommitter) run() {
 	}
 }
 
-// commit inserts batch and answers every request in it. When the batch fails
-// for a reason other than an unreachable database, each row is retried alone,
-// so that one row the database refuses cannot fail the deliveries it
-// happened to share a batch with.
+// commit inserts batch and answers every request in it. When the database
+// refuses the batch, each row is retried alone, so that one row it refuses
+// cannot fail the deliveries it happened to share a batch with.
 func (g *groupCommitter) commit(batch []insertRequest) {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
@@ -134,7 +133,7 @@ func (g *groupCommitter) commit(batch []insertRequest) {
 		events[i] = req.ev
 	}
 	inserted, err := g.db.insertEvents(ctx, events)
-	if err != nil && len(batch) > 1 && !errors.Is(err, ErrUnavailable) {
+	if err != nil && len(batch) > 1 && refused(err) {
 		for _, req := range batch {
 			g.commit([]insertRequest{req})
 		}
@@ -147,6 +146,13 @@ func (g *groupCommitter) commit(batch []insertRequest) {
 		}
 		req.done <- insertResult{inserted: inserted[i]}
 	}
+}
+
+// refused reports whether the database answered err about the statement
+// itself, rather than not answering (unreachable, or out of time): only then
+// can a row be to blame, and retrying each row alone be worth it.
+func refused(err error) bool {
+	return !errors.Is(err, ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
 }
 
 // insertEvents stores events in one statement and reports, for each, whether

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/jmoiron/sqlx"
 )
 
 // LastEvent records which event last wrote a mirror row. A zero Created marks
@@ -63,21 +61,23 @@ const (
 // CustomerExists reports whether a row, stub or tombstone included, exists
 // for the customer id.
 func (db *DB) CustomerExists(ctx context.Context, id string) (bool, error) {
-	return customerExists(ctx, db.db, db, id)
-}
-
-// CustomerExists is CustomerExists inside the transaction.
-func (tx *Tx) CustomerExists(ctx context.Context, id string) (bool, error) {
-	return customerExists(ctx, tx.tx, tx.db, id)
-}
-
-func customerExists(ctx context.Context, q sqlx.QueryerContext, db *DB, id string) (bool, error) {
 	var n int
-	if err := sqlx.GetContext(ctx, q, &n, db.rebind(`SELECT count(*) FROM stripe_customers WHERE id = $1`), id); err != nil {
+	if err := db.db.GetContext(ctx, &n, db.rebind(customerExistsQuery), id); err != nil {
 		return false, fmt.Errorf("check customer %s: %w", id, translate(err))
 	}
 	return n > 0, nil
 }
+
+// CustomerExists is CustomerExists inside the transaction.
+func (tx *Tx) CustomerExists(ctx context.Context, id string) (bool, error) {
+	var n int
+	if err := tx.get(ctx, &n, customerExistsQuery, id); err != nil {
+		return false, fmt.Errorf("check customer %s: %w", id, err)
+	}
+	return n > 0, nil
+}
+
+const customerExistsQuery = `SELECT count(*) FROM stripe_customers WHERE id = $1`
 
 // Customer returns the mirror row of a customer, or an error wrapping
 // ErrNotFound.
@@ -100,8 +100,9 @@ func (tx *Tx) Invoice(ctx context.Context, id string) (Invoice, error) {
 	return in, tx.get(ctx, &in, `SELECT `+invoiceColumns+` FROM stripe_invoices WHERE id = $1`, id)
 }
 
+// get reads one row by id.
 func (tx *Tx) get(ctx context.Context, dest any, query string, id string) error {
-	if err := sqlx.GetContext(ctx, tx.tx, dest, tx.db.rebind(query), id); err != nil {
+	if err := tx.db.txGet(ctx, tx.tx, dest, query, id); err != nil {
 		return fmt.Errorf("read mirror %s: %w", id, translate(err))
 	}
 	return nil
@@ -109,12 +110,8 @@ func (tx *Tx) get(ctx context.Context, dest any, query string, id string) error 
 
 // EnsureCustomer creates a stub row for the customer id unless one exists.
 func (tx *Tx) EnsureCustomer(ctx context.Context, id string) error {
-	_, err := tx.tx.ExecContext(ctx, tx.db.rebind(`
-		INSERT INTO stripe_customers (id, updated_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`), id, tx.now)
-	if err != nil {
-		return fmt.Errorf("create customer stub %s: %w", id, translate(err))
-	}
-	return nil
+	return tx.exec(ctx, "customer stub "+id, `
+		INSERT INTO stripe_customers (id, updated_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, id, tx.now)
 }
 
 // PutCustomer writes c, replacing the row with its id. The caller has decided
@@ -159,8 +156,9 @@ func (tx *Tx) PutInvoice(ctx context.Context, in Invoice) error {
 		in.Livemode, in.EventID, in.Type, utc(in.Created), tx.now)
 }
 
+// exec runs a write in the transaction.
 func (tx *Tx) exec(ctx context.Context, what, query string, args ...any) error {
-	if _, err := tx.tx.ExecContext(ctx, tx.db.rebind(query), args...); err != nil {
+	if _, err := tx.db.txExec(ctx, tx.tx, query, args...); err != nil {
 		return fmt.Errorf("write %s: %w", what, translate(err))
 	}
 	return nil

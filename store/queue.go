@@ -92,7 +92,14 @@ func (db *DB) Claim(ctx context.Context, p ClaimParams) ([]Event, error) {
 		args = append(args, p.Partitions, p.Partition)
 	}
 	var events []Event
-	if err := db.db.SelectContext(ctx, &events, db.rebind(query), args...); err != nil {
+	db.prepared.warm(ctx)
+	var err error
+	if stmt := db.prepared.lookup(db.rebind(query)); stmt != nil {
+		err = stmt.SelectContext(ctx, &events, args...)
+	} else {
+		err = db.db.SelectContext(ctx, &events, db.rebind(query), args...)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("claim events: %w", translate(err))
 	}
 	return events, nil
@@ -237,10 +244,10 @@ func (db *DB) lockKeys(ctx context.Context, tx *sqlx.Tx, events []Event, wait bo
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 	if wait {
-		_, err = tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k`, pq.Array(keys))
+		_, err = db.txExec(ctx, tx, `SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k`, pq.Array(keys))
 	} else {
 		var held []string
-		err = tx.SelectContext(ctx, &held, `SELECT k FROM unnest($1::text[]) AS k WHERE NOT pg_try_advisory_xact_lock(hashtextextended(k, 0))`, pq.Array(keys))
+		err = db.txSelect(ctx, tx, &held, `SELECT k FROM unnest($1::text[]) AS k WHERE NOT pg_try_advisory_xact_lock(hashtextextended(k, 0))`, pq.Array(keys))
 		busy = make(map[string]bool, len(held))
 		for _, k := range held {
 			busy[k] = true
@@ -327,9 +334,10 @@ func (tx *Tx) finish(ctx context.Context, status Status, outcome string, detail 
 // updateAndRecord runs update, which changes the event's row (its id is $1),
 // and records the attempt a: on PostgreSQL in one statement, one round trip.
 func (tx *Tx) updateAndRecord(ctx context.Context, what, update string, args []any, a attemptRow) error {
+	what += " " + tx.event.ID
 	if tx.db.dialect != Postgres {
-		if _, err := tx.tx.ExecContext(ctx, tx.db.rebind(update), args...); err != nil {
-			return fmt.Errorf("%s %s: %w", what, tx.event.ID, translate(err))
+		if err := tx.exec(ctx, what, update, args...); err != nil {
+			return err
 		}
 		return tx.record(ctx, a)
 	}
@@ -337,11 +345,7 @@ func (tx *Tx) updateAndRecord(ctx context.Context, what, update string, args []a
 	query := `WITH updated AS (` + update + ` RETURNING event_id)
 		INSERT INTO event_attempts (event_id, at, outcome, attempt, worker, actor, error, detail)
 		SELECT event_id, ` + placeholders(n+1, 7) + ` FROM updated`
-	args = append(args, a.values(tx.now, tx.worker)[1:]...)
-	if _, err := tx.tx.ExecContext(ctx, query, args...); err != nil {
-		return fmt.Errorf("%s %s: %w", what, tx.event.ID, translate(err))
-	}
-	return nil
+	return tx.exec(ctx, what, query, append(args, a.values(tx.now, tx.worker)[1:]...)...)
 }
 
 // placeholders returns n PostgreSQL placeholders from $first, comma-separated.
@@ -373,7 +377,7 @@ func (tx *Tx) Release(ctx context.Context, dependency string) ([]Released, error
 	var err error
 	if tx.db.dialect == Postgres {
 		// One statement: the rows and their history rows.
-		err = sqlx.SelectContext(ctx, tx.tx, &released, `WITH released AS (`+release+`),
+		err = tx.db.txSelect(ctx, tx.tx, &released, `WITH released AS (`+release+`),
 			recorded AS (INSERT INTO event_attempts (event_id, at, outcome, attempt, worker, detail)
 				SELECT event_id, $2, $3, attempts, $4, $5 FROM released)
 			SELECT event_id, type FROM released`, dependency, tx.now, OutcomeReleased, nullable(tx.worker), detail)
@@ -416,13 +420,15 @@ type attemptRow struct {
 }
 
 func (tx *Tx) record(ctx context.Context, a attemptRow) error {
-	return insertAttempt(ctx, tx.tx, tx.db, tx.now, tx.worker, a)
+	return tx.exec(ctx, a.outcome+" attempt of "+a.eventID, insertAttemptQuery, a.values(tx.now, tx.worker)...)
 }
 
-func insertAttempt(ctx context.Context, e sqlx.ExecerContext, db *DB, at time.Time, worker string, a attemptRow) error {
-	_, err := e.ExecContext(ctx, db.rebind(`
+const insertAttemptQuery = `
 		INSERT INTO event_attempts (event_id, at, outcome, attempt, worker, actor, error, detail)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`), a.values(at, worker)...)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+
+func insertAttempt(ctx context.Context, e sqlx.ExecerContext, db *DB, at time.Time, worker string, a attemptRow) error {
+	_, err := e.ExecContext(ctx, db.rebind(insertAttemptQuery), a.values(at, worker)...)
 	if err != nil {
 		return fmt.Errorf("record %s attempt of %s: %w", a.outcome, a.eventID, translate(err))
 	}

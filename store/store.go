@@ -32,11 +32,12 @@ const (
 
 // DB is a handle on an orderhook database. It is safe for concurrent use.
 type DB struct {
-	db      *sqlx.DB
-	dialect Dialect
-	dsn     string
-	wake    *broadcaster
-	ingest  *groupCommitter
+	db       *sqlx.DB
+	dialect  Dialect
+	dsn      string
+	wake     *broadcaster
+	ingest   *groupCommitter
+	prepared *preparedCache
 }
 
 // Open connects to the database named by rawURL: "sqlite:PATH" (relative or
@@ -61,7 +62,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		sqldb.SetMaxIdleConns(32)
 		sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	}
-	db := &DB{db: sqldb, dialect: dialect, dsn: dsn, wake: newBroadcaster()}
+	db := &DB{db: sqldb, dialect: dialect, dsn: dsn, wake: newBroadcaster(), prepared: newPreparedCache(sqldb)}
 	if err := db.Ping(ctx); err != nil {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), err)
@@ -141,6 +142,7 @@ func (db *DB) Ping(ctx context.Context) error {
 func (db *DB) Close() error {
 	db.ingest.close()
 	db.wake.close()
+	db.prepared.close()
 	return db.db.Close()
 }
 
