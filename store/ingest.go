@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -200,14 +199,7 @@ func (db *DB) insertStatement(events []Event) (string, []any) {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("(")
-		for j := range row {
-			if j > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(db.placeholder(len(args) + j + 1))
-		}
-		b.WriteString(")")
+		b.WriteString("(" + placeholders(len(args)+1, len(row)) + ")")
 		args = append(args, row...)
 	}
 	b.WriteString(` ON CONFLICT (event_id) DO NOTHING RETURNING event_id`)
@@ -216,14 +208,6 @@ func (db *DB) insertStatement(events []Event) (string, []any) {
 	}
 	args = append(args, notifyChannel)
 	return `WITH ins AS (` + b.String() + `),
-		woke AS (SELECT pg_notify(` + db.placeholder(len(args)) + `, '') FROM (SELECT 1 FROM ins LIMIT 1) AS one)
+		woke AS (SELECT pg_notify(` + placeholders(len(args), 1) + `, '') FROM (SELECT 1 FROM ins LIMIT 1) AS one)
 		SELECT event_id FROM ins, (SELECT count(*) FROM woke) AS notified`, args
-}
-
-// placeholder returns the n-th (1-based) bind parameter in the dialect's form.
-func (db *DB) placeholder(n int) string {
-	if db.dialect == SQLite {
-		return "?"
-	}
-	return "$" + strconv.Itoa(n)
 }

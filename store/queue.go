@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -91,13 +89,14 @@ func (db *DB) Claim(ctx context.Context, p ClaimParams) ([]Event, error) {
 	if db.dialect == Postgres {
 		args = append(args, p.Partitions, p.Partition)
 	}
+	query = db.rebind(query)
 	var events []Event
 	db.prepared.warm(ctx)
 	var err error
-	if stmt := db.prepared.lookup(db.rebind(query)); stmt != nil {
+	if stmt := db.prepared.lookup(query); stmt != nil {
 		err = stmt.SelectContext(ctx, &events, args...)
 	} else {
-		err = db.db.SelectContext(ctx, &events, db.rebind(query), args...)
+		err = db.db.SelectContext(ctx, &events, query, args...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("claim events: %w", translate(err))
@@ -346,15 +345,6 @@ func (tx *Tx) updateAndRecord(ctx context.Context, what, update string, args []a
 		INSERT INTO event_attempts (event_id, at, outcome, attempt, worker, actor, error, detail)
 		SELECT event_id, ` + placeholders(n+1, 7) + ` FROM updated`
 	return tx.exec(ctx, what, query, append(args, a.values(tx.now, tx.worker)[1:]...)...)
-}
-
-// placeholders returns n PostgreSQL placeholders from $first, comma-separated.
-func placeholders(first, n int) string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = "$" + strconv.Itoa(first+i)
-	}
-	return strings.Join(out, ", ")
 }
 
 // Released is an event that a Release made due again.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -170,6 +171,16 @@ func (db *DB) rebind(query string) string {
 		return sqlx.Rebind(sqlx.QUESTION, query)
 	}
 	return query
+}
+
+// placeholders returns n numbered placeholders from $first, comma-separated;
+// both engines take the $n form.
+func placeholders(first, n int) string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "$" + strconv.Itoa(first+i)
+	}
+	return strings.Join(out, ", ")
 }
 
 // ts normalizes a time for storage: UTC, whole microseconds (PostgreSQL's
