@@ -23,21 +23,31 @@ func (w *Worker) processBatch(ctx context.Context, name string, events []store.E
 		tr       Transition
 		released []store.Released
 	}
-	outcomes := make(map[string]outcome, len(events))
+	// An event deferred and then released within the batch is processed
+	// twice, so each event keeps the outcomes of every run, in order. A
+	// transaction retried after a deadlock runs fn again: the committed
+	// runs of an event are its last ones.
+	runs := make(map[string][]outcome, len(events))
 	processed, busy, err := w.store.ProcessBatch(ctx, events, name, start, func(ctx context.Context, tx *store.Tx) error {
 		tr, released, err := w.apply(ctx, tx, start)
 		if err != nil && !errors.Is(err, store.ErrUnavailable) {
 			failed = tx.Event()
 		}
-		outcomes[tx.Event().ID] = outcome{tr, released}
+		runs[tx.Event().ID] = append(runs[tx.Event().ID], outcome{tr, released})
 		return err
 	})
 	if err != nil {
 		return nil, failed, err
 	}
+	committed := make(map[string]int, len(processed))
+	for _, ev := range processed {
+		committed[ev.ID]++
+	}
 	elapsed := w.cfg.Now().Sub(start)
 	for _, ev := range processed {
-		o := outcomes[ev.ID]
+		r := runs[ev.ID]
+		o := r[len(r)-committed[ev.ID]]
+		committed[ev.ID]--
 		o.tr.Worker, o.tr.Duration = name, elapsed
 		w.report(ev, o.tr)
 		w.reportReleased(ev, name, o.released)

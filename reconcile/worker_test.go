@@ -43,6 +43,34 @@ func TestDeferredEventIsReleasedByItsDependency(t *testing.T) {
 	})
 }
 
+// A released event is applied in the transaction that applied its
+// dependency. When it fails there, the failure is its own: the dependency is
+// still applied once, without a failed attempt, and the dependent is retried.
+func TestReleasedEventFailureIsItsOwn(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "relfail"})
+		paid, created := find(t, s, "invoice.paid"), find(t, s, "customer.created")
+		h := startWorker(t, db, reconcile.Config{
+			PollInterval: 5 * time.Millisecond, BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond,
+			Handlers: map[string]reconcile.HandlerFunc{
+				"invoice.paid": func(_ context.Context, _ *sqlx.Tx, ev reconcile.Event) error {
+					if ev.Attempt == 1 {
+						return errors.New("ledger unavailable")
+					}
+					return nil
+				},
+			},
+		})
+		insert(t, db, paid, time.Now())
+		h.waitOutcome(t, paid.ID, store.OutcomeDeferred)
+		insert(t, db, created, time.Now())
+		h.waitOutcome(t, paid.ID, store.OutcomeApplied)
+		require.Equal(t, []string{"applied"}, attemptOutcomes(t, db, created.ID))
+		require.Equal(t, []string{"deferred", "released", "failed", "applied"}, attemptOutcomes(t, db, paid.ID))
+	})
+}
+
 func TestUnknownTypesAreIgnored(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {

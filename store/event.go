@@ -46,9 +46,12 @@ type Event struct {
 }
 
 // eventColumns selects an Event; nullable text reads as "".
-const eventColumns = `event_id, type, api_version, livemode, created,
+const eventColumns = `payload, ` + stateColumns
+
+// stateColumns selects an Event without its payload.
+const stateColumns = `event_id, type, api_version, livemode, created,
 	COALESCE(customer_id, '') AS customer_id, COALESCE(object_id, '') AS object_id,
-	payload, received_at, status, attempts, next_attempt_at,
+	received_at, status, attempts, next_attempt_at,
 	COALESCE(waiting_for, '') AS waiting_for, COALESCE(last_error, '') AS last_error,
 	applied_at, released_at, COALESCE(lease_owner, '') AS lease_owner, lease_expires_at, secret_index`
 
