@@ -5,7 +5,6 @@
 package stripeevent
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,7 +40,7 @@ type wireEnvelope struct {
 	Created    *int64  `json:"created"`
 	Livemode   bool    `json:"livemode"`
 	Data       *struct {
-		Object json.RawMessage `json:"object"`
+		Object *objectHead `json:"object"`
 	} `json:"data"`
 }
 
@@ -61,6 +60,7 @@ func Parse(payload []byte) (Envelope, error) {
 	if !utf8.Valid(payload) {
 		return Envelope{}, fmt.Errorf("%w: the body is not valid UTF-8", ErrMalformed)
 	}
+	// One pass: the head of data.object is decoded with the envelope.
 	var w wireEnvelope
 	if err := json.Unmarshal(payload, &w); err != nil {
 		return Envelope{}, fmt.Errorf("%w: %s", ErrMalformed, jsonProblem(err))
@@ -68,10 +68,7 @@ func Parse(payload []byte) (Envelope, error) {
 	if err := w.validate(); err != nil {
 		return Envelope{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	var head objectHead
-	if err := json.Unmarshal(w.Data.Object, &head); err != nil {
-		return Envelope{}, fmt.Errorf("%w: data.object: %s", ErrMalformed, jsonProblem(err))
-	}
+	head := *w.Data.Object
 	env := Envelope{
 		ID:         w.ID,
 		Type:       w.Type,
@@ -132,16 +129,13 @@ func (w *wireEnvelope) validate() error {
 		return errors.New("no type")
 	case w.Created == nil:
 		return errors.New("no created time")
-	case w.Data == nil || !isObject(w.Data.Object):
-		return errors.New("data.object is not an object")
+	case w.Data == nil || w.Data.Object == nil:
+		return errNotObject
 	}
 	return nil
 }
 
-func isObject(raw json.RawMessage) bool {
-	raw = bytes.TrimSpace(raw)
-	return len(raw) > 0 && raw[0] == '{'
-}
+var errNotObject = errors.New("data.object is not an object")
 
 // jsonProblem describes a decoding error without echoing the input.
 func jsonProblem(err error) string {
@@ -150,6 +144,8 @@ func jsonProblem(err error) string {
 	switch {
 	case errors.As(err, &syn):
 		return fmt.Sprintf("invalid JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ) && typ.Field == "data.object":
+		return errNotObject.Error()
 	case errors.As(err, &typ):
 		return fmt.Sprintf("field %q has the wrong type (%s)", typ.Field, typ.Value)
 	default:
