@@ -34,7 +34,9 @@ func (e Event) DecodeObject(v any) error {
 // event applied: the handler's writes through tx commit exactly once,
 // together with the status change, or not at all. A returned error rolls
 // everything back and the event is retried with backoff, then dead-lettered.
-// Handlers run after the built-in mirror is written for the event.
+// Handlers run after the built-in mirror is written for the event; they may
+// read the mirror tables but must not write them (the worker keeps its
+// batch's mirror rows in memory).
 type HandlerFunc func(ctx context.Context, tx *sqlx.Tx, ev Event) error
 
 func handlerEvent(ev store.Event) Event {

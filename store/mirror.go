@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -70,34 +71,36 @@ func (db *DB) CustomerExists(ctx context.Context, id string) (bool, error) {
 
 // CustomerExists is CustomerExists inside the transaction.
 func (tx *Tx) CustomerExists(ctx context.Context, id string) (bool, error) {
-	var n int
-	if err := tx.get(ctx, &n, customerExistsQuery, id); err != nil {
+	_, err := tx.Customer(ctx, id)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	default:
 		return false, fmt.Errorf("check customer %s: %w", id, err)
 	}
-	return n > 0, nil
 }
 
 const customerExistsQuery = `SELECT count(*) FROM stripe_customers WHERE id = $1`
 
 // Customer returns the mirror row of a customer, or an error wrapping
-// ErrNotFound.
+// ErrNotFound. Like Subscription and Invoice, it reads the transaction's
+// cache of the mirror (see mirrorCache).
 func (tx *Tx) Customer(ctx context.Context, id string) (Customer, error) {
-	var c Customer
-	return c, tx.get(ctx, &c, `SELECT `+customerColumns+` FROM stripe_customers WHERE id = $1`, id)
+	return cachedRow(ctx, tx, tx.mirror.customers, `SELECT `+customerColumns+` FROM stripe_customers WHERE id = $1`, id)
 }
 
 // Subscription returns the mirror row of a subscription, or an error wrapping
 // ErrNotFound.
 func (tx *Tx) Subscription(ctx context.Context, id string) (Subscription, error) {
-	var s Subscription
-	return s, tx.get(ctx, &s, `SELECT `+subscriptionColumns+` FROM stripe_subscriptions WHERE id = $1`, id)
+	return cachedRow(ctx, tx, tx.mirror.subscriptions, `SELECT `+subscriptionColumns+` FROM stripe_subscriptions WHERE id = $1`, id)
 }
 
 // Invoice returns the mirror row of an invoice, or an error wrapping
 // ErrNotFound.
 func (tx *Tx) Invoice(ctx context.Context, id string) (Invoice, error) {
-	var in Invoice
-	return in, tx.get(ctx, &in, `SELECT `+invoiceColumns+` FROM stripe_invoices WHERE id = $1`, id)
+	return cachedRow(ctx, tx, tx.mirror.invoices, `SELECT `+invoiceColumns+` FROM stripe_invoices WHERE id = $1`, id)
 }
 
 // get reads one row by id.
@@ -110,25 +113,36 @@ func (tx *Tx) get(ctx context.Context, dest any, query string, id string) error 
 
 // EnsureCustomer creates a stub row for the customer id unless one exists.
 func (tx *Tx) EnsureCustomer(ctx context.Context, id string) error {
-	return tx.exec(ctx, "customer stub "+id, `
-		INSERT INTO stripe_customers (id, updated_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, id, tx.now)
+	if exists, err := tx.CustomerExists(ctx, id); err != nil || exists {
+		return err
+	}
+	if err := tx.exec(ctx, "customer stub "+id, `
+		INSERT INTO stripe_customers (id, updated_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, id, tx.now); err != nil {
+		return err
+	}
+	tx.mirror.customers[id] = &Customer{ID: id}
+	return nil
 }
 
 // PutCustomer writes c, replacing the row with its id. The caller has decided
 // that the event supersedes what the row holds.
 func (tx *Tx) PutCustomer(ctx context.Context, c Customer) error {
-	return tx.exec(ctx, "customer "+c.ID, `
+	err := tx.exec(ctx, "customer "+c.ID, `
 		INSERT INTO stripe_customers (id, email, name, deleted, livemode, last_event_id, last_event_type, last_event_created, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, deleted = excluded.deleted,
 			livemode = excluded.livemode, last_event_id = excluded.last_event_id, last_event_type = excluded.last_event_type,
 			last_event_created = excluded.last_event_created, updated_at = excluded.updated_at`,
 		c.ID, nullable(c.Email), nullable(c.Name), c.Deleted, c.Livemode, c.EventID, c.Type, utc(c.Created), tx.now)
+	if err == nil {
+		tx.mirror.customers[c.ID] = &c
+	}
+	return err
 }
 
 // PutSubscription writes s, replacing the row with its id.
 func (tx *Tx) PutSubscription(ctx context.Context, s Subscription) error {
-	return tx.exec(ctx, "subscription "+s.ID, `
+	err := tx.exec(ctx, "subscription "+s.ID, `
 		INSERT INTO stripe_subscriptions (id, customer_id, status, cancel_at_period_end, current_period_end, canceled_at,
 			livemode, last_event_id, last_event_type, last_event_created, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -139,11 +153,15 @@ func (tx *Tx) PutSubscription(ctx context.Context, s Subscription) error {
 			updated_at = excluded.updated_at`,
 		s.ID, s.CustomerID, s.Status, s.CancelAtPeriodEnd, utc(s.CurrentPeriodEnd), utc(s.CanceledAt), s.Livemode,
 		s.EventID, s.Type, utc(s.Created), tx.now)
+	if err == nil {
+		tx.mirror.subscriptions[s.ID] = &s
+	}
+	return err
 }
 
 // PutInvoice writes in, replacing the row with its id.
 func (tx *Tx) PutInvoice(ctx context.Context, in Invoice) error {
-	return tx.exec(ctx, "invoice "+in.ID, `
+	err := tx.exec(ctx, "invoice "+in.ID, `
 		INSERT INTO stripe_invoices (id, customer_id, subscription_id, status, amount_due, amount_paid, currency,
 			livemode, last_event_id, last_event_type, last_event_created, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -154,6 +172,10 @@ func (tx *Tx) PutInvoice(ctx context.Context, in Invoice) error {
 			updated_at = excluded.updated_at`,
 		in.ID, in.CustomerID, nullable(in.SubscriptionID), in.Status, in.AmountDue, in.AmountPaid, in.Currency,
 		in.Livemode, in.EventID, in.Type, utc(in.Created), tx.now)
+	if err == nil {
+		tx.mirror.invoices[in.ID] = &in
+	}
+	return err
 }
 
 // exec runs a write in the transaction.

@@ -116,8 +116,9 @@ type Tx struct {
 	event    Event
 	worker   string
 	now      time.Time
-	released []Event   // by Release, as locked
-	finished *finished // where Mark{Applied,Ignored} go on PostgreSQL
+	released []Event      // by Release, as locked
+	finished *finished    // where Mark{Applied,Ignored} go on PostgreSQL
+	mirror   *mirrorCache // shared by the transaction's events
 }
 
 // finished holds the final transitions (applied, ignored) of a transaction's
@@ -245,10 +246,14 @@ func (db *DB) process(ctx context.Context, events []Event, worker string, now ti
 		if db.dialect == Postgres {
 			fin = &finished{}
 		}
+		mirror := newMirrorCache()
+		if err := mirror.load(ctx, db, sqltx, todo); err != nil {
+			return err
+		}
 		for len(todo) > 0 {
 			cur := todo[0]
 			todo = todo[1:]
-			tx := &Tx{tx: sqltx, db: db, event: cur, worker: worker, now: ts(now), finished: fin}
+			tx := &Tx{tx: sqltx, db: db, event: cur, worker: worker, now: ts(now), finished: fin, mirror: mirror}
 			if err := fn(ctx, tx); err != nil {
 				return err
 			}

@@ -1,0 +1,104 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+)
+
+// mirrorCache holds the mirror rows a processing transaction reads: on
+// PostgreSQL read for the whole batch in three statements when it starts,
+// then kept current by the transaction's own writes, so that applying an
+// event reads nothing back. It stays true because every mirror write happens under the lock of
+// its customer, and the transaction holds the lock of every customer whose
+// events it processes; registered handlers must not write the mirror
+// tables.
+type mirrorCache struct {
+	customers     rows[Customer]
+	subscriptions rows[Subscription]
+	invoices      rows[Invoice]
+}
+
+// rows maps ids to mirror rows; a nil row records that none exists.
+type rows[T any] map[string]*T
+
+func newMirrorCache() *mirrorCache {
+	return &mirrorCache{customers: rows[Customer]{}, subscriptions: rows[Subscription]{}, invoices: rows[Invoice]{}}
+}
+
+// load reads the mirror rows of events' customers and objects, in three
+// statements, on PostgreSQL, where every statement is a round trip; the ids
+// it finds no row for are recorded as absent. On SQLite, in process, rows
+// are read as they are first needed.
+func (c *mirrorCache) load(ctx context.Context, db *DB, tx *sqlx.Tx, events []Event) error {
+	if db.dialect != Postgres {
+		return nil
+	}
+	var customerIDs, objectIDs []string
+	for _, ev := range events {
+		if ev.CustomerID != "" {
+			customerIDs = append(customerIDs, ev.CustomerID)
+		}
+		if ev.ObjectID != "" {
+			objectIDs = append(objectIDs, ev.ObjectID)
+		}
+	}
+	if err := loadRows(ctx, db, tx, c.customers, customerIDs, `SELECT `+customerColumns+` FROM stripe_customers WHERE id = ANY($1)`,
+		func(r *Customer) string { return r.ID }); err != nil {
+		return err
+	}
+	if err := loadRows(ctx, db, tx, c.subscriptions, objectIDs, `SELECT `+subscriptionColumns+` FROM stripe_subscriptions WHERE id = ANY($1)`,
+		func(r *Subscription) string { return r.ID }); err != nil {
+		return err
+	}
+	return loadRows(ctx, db, tx, c.invoices, objectIDs, `SELECT `+invoiceColumns+` FROM stripe_invoices WHERE id = ANY($1)`,
+		func(r *Invoice) string { return r.ID })
+}
+
+func loadRows[T any](ctx context.Context, db *DB, tx *sqlx.Tx, into rows[T], ids []string, query string, id func(*T) string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	var found []T
+	if err := db.txSelect(ctx, tx, &found, query, pq.Array(ids)); err != nil {
+		return fmt.Errorf("read mirror: %w", translate(err))
+	}
+	for _, k := range ids {
+		into[k] = nil
+	}
+	for i := range found {
+		into[id(&found[i])] = &found[i]
+	}
+	return nil
+}
+
+// lookup returns the row cached for id and whether the cache knows id.
+func (m rows[T]) lookup(id string) (*T, bool) {
+	r, ok := m[id]
+	return r, ok
+}
+
+// cachedRow returns the row id from m, reading it with query when m does
+// not know id yet, or an error wrapping ErrNotFound.
+func cachedRow[T any](ctx context.Context, tx *Tx, m rows[T], query, id string) (T, error) {
+	r, ok := m.lookup(id)
+	if !ok {
+		var row T
+		err := tx.get(ctx, &row, query, id)
+		switch {
+		case err == nil:
+			r = &row
+		case !errors.Is(err, ErrNotFound):
+			return row, err
+		}
+		m[id] = r
+	}
+	if r == nil {
+		var zero T
+		return zero, fmt.Errorf("read mirror %s: %w", id, ErrNotFound)
+	}
+	return *r, nil
+}
