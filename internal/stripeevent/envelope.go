@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 	"unicode"
@@ -156,16 +157,19 @@ func jsonProblem(err error) string {
 // DecodeObject decodes data.object of the event in payload into v. It
 // returns an error wrapping ErrMalformed when the payload does not fit v.
 func DecodeObject(payload []byte, v any) error {
+	// One pass: encoding/json decodes data.object straight into v, the
+	// pointer the interface holds.
 	var w struct {
 		Data struct {
-			Object json.RawMessage `json:"object"`
+			Object any `json:"object"`
 		} `json:"data"`
 	}
+	if rv := reflect.ValueOf(v); rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("stripeevent: DecodeObject needs a non-nil pointer, not %T", v)
+	}
+	w.Data.Object = v
 	if err := json.Unmarshal(payload, &w); err != nil {
 		return fmt.Errorf("%w: %s", ErrMalformed, jsonProblem(err))
-	}
-	if err := json.Unmarshal(w.Data.Object, v); err != nil {
-		return fmt.Errorf("%w: data.object: %s", ErrMalformed, jsonProblem(err))
 	}
 	return nil
 }

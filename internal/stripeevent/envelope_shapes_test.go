@@ -112,4 +112,5 @@ func TestDecodeObject(t *testing.T) {
 
 	require.ErrorIs(t, stripeevent.DecodeObject([]byte(`{`), &inv), stripeevent.ErrMalformed)
 	require.ErrorIs(t, stripeevent.DecodeObject([]byte(`{"data":{"object":{"status":5}}}`), &inv), stripeevent.ErrMalformed)
+	require.Error(t, stripeevent.DecodeObject([]byte(`{"data":{"object":{}}}`), inv), "not a pointer")
 }

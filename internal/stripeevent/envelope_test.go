@@ -146,3 +146,21 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeObject reads the fields an applier needs from data.object
+// of a real invoice.paid.
+func BenchmarkDecodeObject(b *testing.B) {
+	payload, err := os.ReadFile("../../testdata/events/05_invoice.paid.json")
+	require.NoError(b, err)
+	var inv struct {
+		Status     string `json:"status"`
+		AmountPaid int64  `json:"amount_paid"`
+	}
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := stripeevent.DecodeObject(payload, &inv); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
