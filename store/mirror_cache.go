@@ -12,10 +12,10 @@ import (
 // mirrorCache holds the mirror rows a processing transaction reads: on
 // PostgreSQL read for the whole batch in three statements when it starts,
 // then kept current by the transaction's own writes, so that applying an
-// event reads nothing back. It stays true because every mirror write happens under the lock of
-// its customer, and the transaction holds the lock of every customer whose
-// events it processes; registered handlers must not write the mirror
-// tables.
+// event reads nothing back. It stays true because every mirror write
+// happens under the lock of its customer, and the transaction holds the lock
+// of every customer whose events it processes; registered handlers must not
+// write the mirror tables.
 type mirrorCache struct {
 	customers     rows[Customer]
 	subscriptions rows[Subscription]
@@ -75,16 +75,10 @@ func loadRows[T any](ctx context.Context, db *DB, tx *sqlx.Tx, into rows[T], ids
 	return nil
 }
 
-// lookup returns the row cached for id and whether the cache knows id.
-func (m rows[T]) lookup(id string) (*T, bool) {
-	r, ok := m[id]
-	return r, ok
-}
-
 // cachedRow returns the row id from m, reading it with query when m does
 // not know id yet, or an error wrapping ErrNotFound.
 func cachedRow[T any](ctx context.Context, tx *Tx, m rows[T], query, id string) (T, error) {
-	r, ok := m.lookup(id)
+	r, ok := m[id]
 	if !ok {
 		var row T
 		err := tx.get(ctx, &row, query, id)

@@ -127,13 +127,14 @@ type Tx struct {
 // Nothing in the transaction reads those statuses back: a release looks for
 // deferred rows, which are written at once.
 type finished struct {
-	ids, statuses, details []string
-	attempts               []int64
+	ids, statuses, outcomes, details []string
+	attempts                         []int64
 }
 
-func (f *finished) add(id string, status Status, attempt int, detail string) {
+func (f *finished) add(id string, status Status, outcome string, attempt int, detail string) {
 	f.ids = append(f.ids, id)
 	f.statuses = append(f.statuses, string(status))
+	f.outcomes = append(f.outcomes, outcome)
 	f.attempts = append(f.attempts, int64(attempt))
 	f.details = append(f.details, detail)
 }
@@ -143,23 +144,24 @@ func (f *finished) write(ctx context.Context, db *DB, tx *sqlx.Tx, worker string
 	if f == nil || len(f.ids) == 0 {
 		return nil
 	}
-	// The outcome recorded is the status reached: applied or ignored.
 	var n int
 	err := db.txGet(ctx, tx, &n, `
 		WITH v AS (
-			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS v(event_id, status, attempt, detail)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])
+				AS v(event_id, status, outcome, attempt, detail)
 		), updated AS (
-			UPDATE webhook_events e SET status = v.status, attempts = v.attempt, applied_at = $5, waiting_for = NULL,
+			UPDATE webhook_events e SET status = v.status, attempts = v.attempt, applied_at = $6, waiting_for = NULL,
 				lease_owner = NULL, lease_expires_at = NULL
 			FROM v WHERE e.event_id = v.event_id
 			RETURNING e.event_id
 		), recorded AS (
 			INSERT INTO event_attempts (event_id, at, outcome, attempt, worker, detail)
-			SELECT v.event_id, $5, v.status, v.attempt, $6, NULLIF(v.detail, '') FROM v JOIN updated USING (event_id)
+			SELECT v.event_id, $6, v.outcome, v.attempt, $7, NULLIF(v.detail, '') FROM v JOIN updated USING (event_id)
 			RETURNING 1
 		)
 		SELECT count(*) FROM recorded`,
-		pq.Array(f.ids), pq.Array(f.statuses), pq.Array(f.attempts), pq.Array(f.details), now, nullable(worker))
+		pq.Array(f.ids), pq.Array(f.statuses), pq.Array(f.outcomes), pq.Array(f.attempts), pq.Array(f.details),
+		now, nullable(worker))
 	switch {
 	case err != nil:
 		return fmt.Errorf("mark %d events: %w", len(f.ids), translate(err))
@@ -426,7 +428,7 @@ func (tx *Tx) finish(ctx context.Context, status Status, outcome string, detail 
 		attempt++
 	}
 	if tx.finished != nil {
-		tx.finished.add(tx.event.ID, status, attempt, detail)
+		tx.finished.add(tx.event.ID, status, outcome, attempt, detail)
 		return nil
 	}
 	return tx.updateAndRecord(ctx, "mark "+string(status), `
@@ -461,8 +463,9 @@ type Released struct {
 
 // Release makes every event deferred on dependency due now, stamping its
 // released_at and recording a `released` attempt for each, and returns them.
-// Workers are woken when the transaction commits. In a ProcessBatch the
-// released events are processed in the same transaction.
+// Workers are woken when the transaction commits. In a ProcessBatch that
+// holds their customer, the released events are processed in the same
+// transaction.
 func (tx *Tx) Release(ctx context.Context, dependency string) ([]Released, error) {
 	// A released event is due at once, and ahead of the backlog: it is due
 	// from when it was received.
