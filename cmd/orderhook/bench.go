@@ -231,7 +231,8 @@ func printBenchReport(w io.Writer, target string, dialect store.Dialect, r bench
 	}
 	fmt.Fprintf(tw, "applied\t%s\n", appliedLine(r))
 	if n := r.Outcome.Release.Count; n > 0 {
-		fmt.Fprintf(tw, "release\t%s (n=%s, dependency applied → dependent applied)\n", percentiles(r.Outcome.Release), humanize.Comma(int64(n)))
+		fmt.Fprintf(tw, "release\t%s (n=%s, dependency applied → dependent applied; %s applied in the transaction that released them)\n",
+			percentiles(r.Outcome.Release), humanize.Comma(int64(n)), humanize.Comma(int64(r.Outcome.ReleasedAndApplied)))
 	} else {
 		fmt.Fprintln(tw, "release\tnone: no event was released")
 	}
@@ -269,29 +270,30 @@ func rate(r float64) string { return humanize.Comma(int64(r + 0.5)) }
 
 // benchJSON is the report of `bench --json`; times are in milliseconds.
 type benchJSON struct {
-	OK           bool                 `json:"ok"`
-	Target       string               `json:"target"`
-	Dialect      store.Dialect        `json:"dialect"`
-	Durability   string               `json:"durability"`
-	Seed         uint64               `json:"seed"`
-	Customers    int                  `json:"customers"`
-	Deliveries   int                  `json:"deliveries"`
-	Distinct     int                  `json:"distinct"`
-	Duplicates   int                  `json:"duplicates"`
-	PayloadBytes int                  `json:"payload_bytes"`
-	Concurrency  int                  `json:"concurrency"`
-	Ingest       benchRateJSON        `json:"ingest"`
-	Acked        int                  `json:"acked"`
-	Status       map[int]int          `json:"status"`
-	Limit        *benchRateJSON       `json:"engine_limit"`
-	Ratio        float64              `json:"ratio"`
-	AppliedAll   bool                 `json:"applied_all"`
-	AppliedMS    float64              `json:"applied_ms"`
-	AppliedRatio float64              `json:"applied_ratio"`
-	Counts       map[store.Status]int `json:"counts"`
-	Release      latencyJSON          `json:"release_ms"`
-	PeakRSSBytes int64                `json:"peak_rss_bytes"`
-	PeakRSSBasis string               `json:"peak_rss_basis"`
+	OK                 bool                 `json:"ok"`
+	Target             string               `json:"target"`
+	Dialect            store.Dialect        `json:"dialect"`
+	Durability         string               `json:"durability"`
+	Seed               uint64               `json:"seed"`
+	Customers          int                  `json:"customers"`
+	Deliveries         int                  `json:"deliveries"`
+	Distinct           int                  `json:"distinct"`
+	Duplicates         int                  `json:"duplicates"`
+	PayloadBytes       int                  `json:"payload_bytes"`
+	Concurrency        int                  `json:"concurrency"`
+	Ingest             benchRateJSON        `json:"ingest"`
+	Acked              int                  `json:"acked"`
+	Status             map[int]int          `json:"status"`
+	Limit              *benchRateJSON       `json:"engine_limit"`
+	Ratio              float64              `json:"ratio"`
+	AppliedAll         bool                 `json:"applied_all"`
+	AppliedMS          float64              `json:"applied_ms"`
+	AppliedRatio       float64              `json:"applied_ratio"`
+	Counts             map[store.Status]int `json:"counts"`
+	Release            latencyJSON          `json:"release_ms"`
+	ReleasedAndApplied int                  `json:"released_and_applied"` // released events applied by the transaction that released them
+	PeakRSSBytes       int64                `json:"peak_rss_bytes"`
+	PeakRSSBasis       string               `json:"peak_rss_basis"`
 }
 
 // benchRateJSON is a rate with its latencies.
@@ -310,8 +312,9 @@ func newBenchJSON(target string, dialect store.Dialect, r bench.Result) benchJSO
 		Ingest:      rateJSON(r.Ingest.Rate(), r.Ingest.Duration, "request", r.Ingest.Latency),
 		Acked:       r.Ingest.Delivered, Status: r.Ingest.Status, Ratio: r.Ratio(),
 		AppliedAll: r.Applied > 0, AppliedMS: msf(r.Applied), AppliedRatio: r.AppliedRatio(), Counts: r.Outcome.Counts,
-		Release:      latencyOf("applied_at - released_at", r.Outcome.Release),
-		PeakRSSBytes: r.RSS.PeakBytes, PeakRSSBasis: r.RSS.Basis,
+		Release:            latencyOf("applied_at - released_at", r.Outcome.Release),
+		ReleasedAndApplied: r.Outcome.ReleasedAndApplied,
+		PeakRSSBytes:       r.RSS.PeakBytes, PeakRSSBasis: r.RSS.Basis,
 	}
 	if r.Limit != nil {
 		l := rateJSON(r.Limit.Rate(), r.Limit.Duration, "insert", r.Limit.Latency)

@@ -60,6 +60,9 @@ type Outcome struct {
 	Counts      map[store.Status]int // stored events by status
 	LastApplied time.Time            // the latest applied_at, on the server's clock; zero when none
 	Release     deliver.Latency      // applied_at − released_at of every event a dependency released
+	// ReleasedAndApplied counts the released events applied by the very
+	// transaction that released them (applied_at = released_at).
+	ReleasedAndApplied int
 }
 
 // Settled reports whether every stored event is applied or ignored.
@@ -92,6 +95,9 @@ func readOutcome(ctx context.Context, db *store.DB, idPrefix string) (Outcome, e
 		}
 		if r.ReleasedAt != nil {
 			release = append(release, r.AppliedAt.Sub(*r.ReleasedAt))
+			if r.AppliedAt.Equal(*r.ReleasedAt) {
+				o.ReleasedAndApplied++
+			}
 		}
 	}
 	o.Release = deliver.Summarize(release)
