@@ -90,6 +90,7 @@ func requireConsistent(t *testing.T, rep benchReport, customers int) {
 	require.Positive(t, rep.Counts["applied"])
 	require.Positive(t, rep.Release.Count, "invoices sent before their customer are deferred, then released")
 	require.LessOrEqual(t, rep.Release.P50, rep.Release.P99)
+	require.Positive(t, rep.ReleasedAndApplied, "released events are applied by the transaction that releases them")
 	require.LessOrEqual(t, rep.ReleasedAndApplied, rep.Release.Count)
 }
 
