@@ -20,33 +20,30 @@ import (
 // Worker with its default four goroutines. Each op is one event reaching
 // applied or ignored; ev/s is the apply rate.
 func BenchmarkClaimApply(b *testing.B) {
-	for name, url := range map[string]func(testing.TB) string{"sqlite": storetest.SQLiteURL, "postgres": storetest.PostgresURL} {
-		b.Run(name, func(b *testing.B) {
-			db := storetest.Open(b, url(b))
-			s := scenario.Generate(scenario.Config{Customers: b.N/10 + 1, Prefix: fmt.Sprintf("ca%d", b.N)})
-			events := s.Events[:min(b.N, len(s.Events))]
-			for _, ev := range events {
-				insert(b, db, ev, time.Now())
+	storetest.EachBenchmark(b, func(b *testing.B, db *store.DB) {
+		s := scenario.Generate(scenario.Config{Customers: b.N/10 + 1, Prefix: fmt.Sprintf("ca%d", b.N)})
+		events := s.Events[:min(b.N, len(s.Events))]
+		for _, ev := range events {
+			insert(b, db, ev, time.Now())
+		}
+		done := make(chan struct{}, len(events))
+		w, err := reconcile.NewWorker(reconcile.Config{OnTransition: func(tr reconcile.Transition) {
+			if tr.Outcome == store.OutcomeApplied || tr.Outcome == store.OutcomeIgnored {
+				done <- struct{}{}
 			}
-			done := make(chan struct{}, len(events))
-			w, err := reconcile.NewWorker(reconcile.Config{OnTransition: func(tr reconcile.Transition) {
-				if tr.Outcome == store.OutcomeApplied || tr.Outcome == store.OutcomeIgnored {
-					done <- struct{}{}
-				}
-			}}, db, zerolog.Nop())
-			require.NoError(b, err)
-			ctx, cancel := context.WithCancel(context.Background())
-			stopped := make(chan error, 1)
-			b.ResetTimer()
-			start := time.Now()
-			go func() { stopped <- w.Run(ctx) }()
-			for range events {
-				<-done
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(len(events))/time.Since(start).Seconds(), "ev/s")
-			cancel()
-			require.NoError(b, <-stopped)
-		})
-	}
+		}}, db, zerolog.Nop())
+		require.NoError(b, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		stopped := make(chan error, 1)
+		b.ResetTimer()
+		start := time.Now()
+		go func() { stopped <- w.Run(ctx) }()
+		for range events {
+			<-done
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(len(events))/time.Since(start).Seconds(), "ev/s")
+		cancel()
+		require.NoError(b, <-stopped)
+	})
 }

@@ -92,10 +92,7 @@ func Postgres(t testing.TB) *store.DB {
 // fresh URL (not yet opened), so one test covers SQLite and PostgreSQL.
 func Dialects(t *testing.T, fn func(t *testing.T, rawURL string)) {
 	t.Helper()
-	for _, d := range []struct {
-		name string
-		url  func(testing.TB) string
-	}{{"sqlite", SQLiteURL}, {"postgres", PostgresURL}} {
+	for _, d := range dialects {
 		t.Run(d.name, func(t *testing.T) {
 			t.Parallel()
 			fn(t, d.url(t))
@@ -108,6 +105,21 @@ func Each(t *testing.T, fn func(t *testing.T, db *store.DB)) {
 	t.Helper()
 	Dialects(t, func(t *testing.T, rawURL string) { fn(t, Open(t, rawURL)) })
 }
+
+// EachBenchmark runs fn as a sub-benchmark once per dialect, one after the
+// other, with a migrated database.
+func EachBenchmark(b *testing.B, fn func(b *testing.B, db *store.DB)) {
+	b.Helper()
+	for _, d := range dialects {
+		b.Run(d.name, func(b *testing.B) { fn(b, Open(b, d.url(b))) })
+	}
+}
+
+// dialects names each engine with the function that gives a test its URL.
+var dialects = []struct {
+	name string
+	url  func(testing.TB) string
+}{{"sqlite", SQLiteURL}, {"postgres", PostgresURL}}
 
 func randomHex(t testing.TB, n int) string {
 	t.Helper()
