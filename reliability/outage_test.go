@@ -134,9 +134,7 @@ func (o *outage) run(ctx context.Context, proxy *cutproxy.Proxy, srv *server, d 
 	wg.Wait()
 	o.restoreAt = time.Now() // every answer received before this came while it was gone
 	proxy.Restore()
-	ctx, cancel := context.WithTimeout(ctx, 2*recoveryLimit)
-	defer cancel()
-	if err := poll(ctx, 20*time.Millisecond, func() (bool, error) { return srv.probe(ctx, "/readyz") == nil, nil }); err != nil {
+	if err := srv.waitReady(ctx, 2*recoveryLimit); err != nil {
 		return fmt.Errorf("/readyz after the database returned: %w", err)
 	}
 	o.readyAfter = time.Since(o.restoreAt)
@@ -218,9 +216,7 @@ func (k *killedBackends) run(ctx context.Context, db *database, appName string, 
 		return fmt.Errorf("terminate backends: %w", errors.Join(err, ctx.Err()))
 	}
 	k.end = time.Now()
-	rctx, rcancel := context.WithTimeout(ctx, 2*recoveryLimit)
-	defer rcancel()
-	if err := poll(rctx, 20*time.Millisecond, func() (bool, error) { return srv.probe(rctx, "/readyz") == nil, nil }); err != nil {
+	if err := srv.waitReady(ctx, 2*recoveryLimit); err != nil {
 		return fmt.Errorf("/readyz after the terminations: %w", err)
 	}
 	k.readyAfter = time.Since(k.end)

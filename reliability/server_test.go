@@ -87,19 +87,19 @@ func (s *server) start(ctx context.Context) error {
 	s.mu.Lock()
 	s.cmd = cmd
 	s.mu.Unlock()
-	return s.waitReady(ctx)
+	return s.waitReady(ctx, readyTimeout)
 }
 
-// waitReady polls /readyz until it answers 200, for at most readyTimeout.
-func (s *server) waitReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+// waitReady polls /readyz until it answers 200, for at most within.
+func (s *server) waitReady(ctx context.Context, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	err := poll(ctx, 20*time.Millisecond, func() (bool, error) {
 		return s.probe(ctx, "/readyz") == nil, nil
 	})
 	if err != nil {
 		b, _ := os.ReadFile(s.log)
-		return fmt.Errorf("%s on %s not ready within %s: %w; log:\n%s", s.name, s.addr, readyTimeout, err, tail(b, 3000))
+		return fmt.Errorf("%s on %s not ready within %s: %w; log:\n%s", s.name, s.addr, within, err, tail(b, 3000))
 	}
 	return nil
 }
