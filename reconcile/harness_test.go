@@ -51,11 +51,18 @@ type harness struct {
 // tests read what they wait for).
 func startWorker(t *testing.T, db *store.DB, cfg reconcile.Config) *harness {
 	t.Helper()
+	return startWorkerOn(t, db, db, cfg)
+}
+
+// startWorkerOn is startWorker with the worker going through st, a wrapper
+// of db.
+func startWorkerOn(t *testing.T, db *store.DB, st reconcile.Store, cfg reconcile.Config) *harness {
+	t.Helper()
 	h := &harness{db: db, transitions: make(chan reconcile.Transition, 100000)}
 	if cfg.OnTransition == nil {
 		cfg.OnTransition = func(tr reconcile.Transition) { h.transitions <- tr }
 	}
-	w, err := reconcile.NewWorker(cfg, db, zerolog.Nop())
+	w, err := reconcile.NewWorker(cfg, st, zerolog.Nop())
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

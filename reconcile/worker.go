@@ -27,6 +27,7 @@ type Store interface {
 	Fail(ctx context.Context, f store.Failure) (int, error)
 	ExpireDeferred(ctx context.Context, now time.Time, limit int, worker string) ([]store.Event, error)
 	Subscribe() (<-chan struct{}, func())
+	IngestIdle() <-chan struct{}
 }
 
 // Config configures a Worker. Zero values take the documented defaults.
@@ -40,6 +41,14 @@ type Config struct {
 	DependencyTimeout time.Duration // how long an event may stay deferred; default 72h
 	BackoffBase       time.Duration // first retry delay ceiling; default 1s
 	BackoffMax        time.Duration // retry delay cap; default 1h
+	// IngestYield, when positive, lets the deliveries this process is
+	// storing go first: while any is being stored (Store.IngestIdle), one
+	// loop at a time waits for them, at most IngestYield, before its batch.
+	// During a burst acknowledgements then come first and events are
+	// applied in the gaps and after it. Zero: loops never wait (the
+	// default). Worth it where an apply transaction blocks every insert,
+	// as on SQLite.
+	IngestYield time.Duration
 	// CustomerEvents are the event types that create the customer row other
 	// events wait for; default DefaultCustomerEvents.
 	CustomerEvents []string
@@ -75,13 +84,14 @@ type Worker struct {
 	store  Store
 	rules  rules
 	logger zerolog.Logger
+	turn   chan struct{} // held by the loop whose turn it is while deliveries are stored
 }
 
 // NewWorker returns a Worker over st. It returns an error when cfg holds a
 // negative count or duration.
 func NewWorker(cfg Config, st Store, logger zerolog.Logger) (*Worker, error) {
 	if cfg.Workers < 0 || cfg.BatchSize < 0 || cfg.MaxAttempts < 0 || cfg.Lease < 0 ||
-		cfg.PollInterval < 0 || cfg.DependencyTimeout < 0 || cfg.BackoffBase < 0 || cfg.BackoffMax < 0 {
+		cfg.PollInterval < 0 || cfg.DependencyTimeout < 0 || cfg.BackoffBase < 0 || cfg.BackoffMax < 0 || cfg.IngestYield < 0 {
 		return nil, errors.New("reconcile: counts and durations must not be negative")
 	}
 	cfg.Name = cmp.Or(cfg.Name, "worker")
@@ -101,6 +111,7 @@ func NewWorker(cfg Config, st Store, logger zerolog.Logger) (*Worker, error) {
 		store:  st,
 		rules:  newRules(cfg.CustomerEvents, cfg.Handlers),
 		logger: logger.With().Str("component", "reconcile").Logger(),
+		turn:   make(chan struct{}, 1),
 	}, nil
 }
 
@@ -128,7 +139,12 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 	var carried []store.Event
 	failures := 0
 	for {
+		endTurn, ok := w.yield(ctx)
+		if !ok {
+			return nil
+		}
 		n, rest, err := w.runBatch(ctx, name, part, carried)
+		endTurn()
 		carried = rest
 		if ctx.Err() != nil {
 			return nil
@@ -149,6 +165,36 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 			return nil
 		}
 	}
+}
+
+// yield lets the deliveries this process is storing go first. While
+// Store.IngestIdle is open, the loops take turns: one at a time waits for
+// it, for at most IngestYield, then runs its batch while the others queue
+// behind it; when it closes, every loop goes on at once. yield returns the
+// func that ends the turn, and false when ctx is done.
+func (w *Worker) yield(ctx context.Context) (func(), bool) {
+	if w.cfg.IngestYield == 0 {
+		return func() {}, true
+	}
+	idle := w.store.IngestIdle()
+	select {
+	case <-idle:
+		return func() {}, true
+	case w.turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, false
+	}
+	end := func() { <-w.turn }
+	t := time.NewTimer(w.cfg.IngestYield)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
+	case <-ctx.Done():
+		end()
+		return nil, false
+	}
+	return end, true
 }
 
 // partition is the share of the customers a loop claims: those hashing to

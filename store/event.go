@@ -66,6 +66,14 @@ func (db *DB) InsertEvent(ctx context.Context, ev Event) (inserted bool, err err
 	return db.ingest.insert(ctx, ev)
 }
 
+// IngestIdle returns a channel that is closed once no InsertEvent call of
+// this process is under way: at once when none is. The reconciler waits on it,
+// for a bounded time, so that during a burst the deliveries waiting for their
+// acknowledgement go first.
+func (db *DB) IngestIdle() <-chan struct{} {
+	return db.ingest.inFlight.idle()
+}
+
 // Event returns the inbox row with the given id, or an error wrapping
 // ErrNotFound.
 func (db *DB) Event(ctx context.Context, id string) (Event, error) {

@@ -41,11 +41,12 @@ func (d Dialect) committers() int {
 // every notifying transaction) instead of N. Each caller still returns only
 // after the statement holding its row has committed.
 type groupCommitter struct {
-	db    *DB
-	queue chan insertRequest // unbuffered: a request is taken only by a running committer
-	stop  chan struct{}
-	once  sync.Once
-	wg    sync.WaitGroup
+	db       *DB
+	queue    chan insertRequest // unbuffered: a request is taken only by a running committer
+	stop     chan struct{}
+	once     sync.Once
+	wg       sync.WaitGroup
+	inFlight inFlight
 }
 
 // insertRequest is one InsertEvent call waiting for its batch.
@@ -61,7 +62,7 @@ type insertResult struct {
 }
 
 func newGroupCommitter(db *DB) *groupCommitter {
-	g := &groupCommitter{db: db, queue: make(chan insertRequest), stop: make(chan struct{})}
+	g := &groupCommitter{db: db, queue: make(chan insertRequest), stop: make(chan struct{}), inFlight: newInFlight()}
 	for range db.dialect.committers() {
 		g.wg.Add(1)
 		go g.run()
@@ -80,6 +81,8 @@ func (g *groupCommitter) close() {
 // ctx ends first it returns ctx's error: the row may or may not be committed,
 // which is safe because a redelivery is a duplicate.
 func (g *groupCommitter) insert(ctx context.Context, ev Event) (bool, error) {
+	g.inFlight.add()
+	defer g.inFlight.done()
 	done := make(chan insertResult, 1)
 	select {
 	case g.queue <- insertRequest{ev: ev, done: done}:
@@ -94,6 +97,46 @@ func (g *groupCommitter) insert(ctx context.Context, ev Event) (bool, error) {
 	case <-ctx.Done():
 		return false, fmt.Errorf("insert event %s: %w", ev.ID, ctx.Err())
 	}
+}
+
+// inFlight counts the InsertEvent calls under way and tells when there are
+// none.
+type inFlight struct {
+	mu   sync.Mutex
+	n    int
+	none chan struct{} // closed while n is 0
+}
+
+func newInFlight() inFlight {
+	none := make(chan struct{})
+	close(none)
+	return inFlight{none: none}
+}
+
+func (f *inFlight) add() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		f.none = make(chan struct{})
+	}
+	f.n++
+}
+
+func (f *inFlight) done() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	if f.n == 0 {
+		close(f.none)
+	}
+}
+
+// idle returns a channel that is closed once no call is under way: at once
+// when none is.
+func (f *inFlight) idle() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.none
 }
 
 // run takes the first waiting request, then every other request already

@@ -132,3 +132,63 @@ func TestInsertEventHonoursItsContext(t *testing.T) {
 	_, err := db.InsertEvent(ctx, newEvent("evt_cancelled", "cus_1", t0))
 	require.ErrorIs(t, err, context.Canceled)
 }
+
+// TestIngestIdleWhileNoInsertIsUnderWay holds SQLite's one connection so that
+// an InsertEvent has to wait for it, and checks that IngestIdle is open for
+// as long as that call is under way, whether it ends by its commit or by its
+// context.
+func TestIngestIdleWhileNoInsertIsUnderWay(t *testing.T) {
+	t.Parallel()
+	db := storetest.SQLite(t)
+	ctx := context.Background()
+	requireClosed(t, db.IngestIdle(), "no insert has started")
+
+	hold, err := db.SQLX().BeginTxx(ctx, nil)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := db.InsertEvent(ctx, newEvent("evt_waits", "cus_1", t0))
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return isOpen(db.IngestIdle()) }, 5*time.Second, time.Millisecond,
+		"an insert is waiting for the connection")
+	idle := db.IngestIdle()
+	time.Sleep(20 * time.Millisecond)
+	require.True(t, isOpen(idle), "the insert is still under way")
+
+	require.NoError(t, hold.Rollback())
+	require.NoError(t, <-done)
+	requireClosed(t, idle, "the insert committed")
+	requireClosed(t, db.IngestIdle(), "no insert is under way")
+
+	hold, err = db.SQLX().BeginTxx(ctx, nil)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, hold.Rollback()) }()
+	gone, cancel := context.WithCancel(ctx)
+	go func() {
+		_, err := db.InsertEvent(gone, newEvent("evt_gives_up", "cus_1", t0))
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return isOpen(db.IngestIdle()) }, 5*time.Second, time.Millisecond)
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	requireClosed(t, db.IngestIdle(), "the insert gave up")
+}
+
+func isOpen(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return false
+	default:
+		return true
+	}
+}
+
+func requireClosed(t *testing.T, ch <-chan struct{}, why string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("IngestIdle still open: %s", why)
+	}
+}

@@ -46,6 +46,7 @@ type serveFlags struct {
 	customerEvents    []string
 	role              string
 	adminToken        string
+	ingestYield       string
 }
 
 func serveBindings() []envBinding {
@@ -61,6 +62,7 @@ func serveBindings() []envBinding {
 		{"customer-events", []string{"ORDERHOOK_CUSTOMER_EVENTS"}},
 		{"role", []string{"ORDERHOOK_ROLE"}},
 		{"admin-token", []string{"ORDERHOOK_ADMIN_TOKEN"}},
+		{"ingest-yield", []string{"ORDERHOOK_INGEST_YIELD"}},
 	}
 }
 
@@ -96,6 +98,8 @@ generates an ephemeral whsec_ secret and prints it with a ready-to-paste
 	fs.StringSliceVar(&f.customerEvents, "customer-events", reconcile.DefaultCustomerEvents, "event types that create the customer other events wait for")
 	fs.StringVar(&f.role, "role", roleAll, "all, receiver (HTTP only) or worker (reconciler only)")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token of the admin API and page under /admin/ (disabled when empty)")
+	fs.StringVar(&f.ingestYield, "ingest-yield", ingestYieldAuto, "how long the reconciler lets deliveries being stored go first, before each batch: auto ("+
+		sqliteIngestYield.String()+" on SQLite, where a batch blocks every insert; 0 on PostgreSQL), 0 (never) or a duration")
 	envHelp(fs, serveBindings())
 	return cmd
 }
@@ -104,7 +108,28 @@ generates an ephemeral whsec_ secret and prints it with a ready-to-paste
 type serveConfig struct {
 	serveFlags
 	maxBodyBytes int64
-	generated    bool // the secret was generated for this run
+	generated    bool           // the secret was generated for this run
+	ingestYield  *time.Duration // nil: auto, by the database
+}
+
+// ingestYieldAuto is --ingest-yield's default, and sqliteIngestYield what it
+// means on SQLite: there one connection serializes every transaction, so
+// each apply batch holds back every acknowledgement; on PostgreSQL the two
+// only share the CPU, and the reconciler keeping pace is worth more.
+const (
+	ingestYieldAuto   = "auto"
+	sqliteIngestYield = 100 * time.Millisecond
+)
+
+// reconcileIngestYield returns the reconciler's IngestYield on dialect.
+func (c serveConfig) reconcileIngestYield(dialect store.Dialect) time.Duration {
+	switch {
+	case c.ingestYield != nil:
+		return *c.ingestYield
+	case dialect == store.SQLite:
+		return sqliteIngestYield
+	}
+	return 0
 }
 
 func (f serveFlags) validate() (serveConfig, error) {
@@ -136,6 +161,13 @@ func (f serveFlags) validate() (serveConfig, error) {
 	}
 	if len(f.customerEvents) == 0 {
 		return c, usagef("--customer-events: name at least one event type")
+	}
+	if f.ingestYield != ingestYieldAuto {
+		d, err := time.ParseDuration(f.ingestYield)
+		if err != nil || d < 0 {
+			return c, usagef("--ingest-yield %q: use auto, 0 or a duration such as 100ms", f.ingestYield)
+		}
+		c.ingestYield = &d
 	}
 	return c, nil
 }
@@ -181,6 +213,7 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 		MaxAttempts:       cfg.maxAttempts,
 		DependencyTimeout: cfg.dependencyTimeout,
 		CustomerEvents:    cfg.customerEvents,
+		IngestYield:       cfg.reconcileIngestYield(db.Dialect()),
 	}
 	m, err := metrics.New(metrics.Config{
 		EventTypes: slices.Concat(metrics.DefaultEventTypes, cfg.customerEvents),
@@ -229,7 +262,7 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 		g.Go(func() error { return worker.Run(gctx) })
 	}
 	logger.Info().Str("addr", ln.Addr().String()).Str("role", cfg.role).Str("db", string(db.Dialect())).
-		Str("mode", cfg.mode).Bool("tracing", tr.On()).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
+		Str("mode", cfg.mode).Dur("ingest_yield", wcfg.IngestYield).Bool("tracing", tr.On()).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
 	err = g.Wait()
 	logger.Info().Msg("orderhook stopped")
 	return err

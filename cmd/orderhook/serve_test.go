@@ -158,6 +158,8 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 		{"role", []string{"--role", "both"}, nil, "use all, receiver or worker"},
 		{"max body", []string{"--max-body", "lots"}, nil, "--max-body"},
 		{"workers", []string{"--workers", "0"}, nil, "at least 1"},
+		{"ingest yield", []string{"--ingest-yield", "soon"}, nil, "--ingest-yield \"soon\": use auto, 0 or a duration"},
+		{"negative ingest yield from env", nil, map[string]string{"ORDERHOOK_INGEST_YIELD": "-1s"}, "--ingest-yield \"-1s\""},
 		{"log format", []string{"--log-format", "xml"}, nil, "use json or console"},
 		{"unknown flag", []string{"--colour"}, nil, "unknown flag"},
 	} {
@@ -173,6 +175,26 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 			require.ErrorContains(t, err, tc.want)
 			require.Equal(t, exitUsage, exitCode(err))
 		})
+	}
+}
+
+func TestServeIngestYieldDependsOnTheDatabase(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		flag     string
+		dialect  store.Dialect
+		expected time.Duration
+	}{
+		{"auto", store.SQLite, sqliteIngestYield},
+		{"auto", store.Postgres, 0},
+		{"0", store.SQLite, 0},
+		{"250ms", store.Postgres, 250 * time.Millisecond},
+	} {
+		f := serveFlags{tolerance: time.Minute, mode: "defer", role: roleAll, maxBody: "1MiB", workers: 1, maxAttempts: 1,
+			dependencyTimeout: time.Hour, customerEvents: []string{"customer.created"}, ingestYield: tc.flag}
+		cfg, err := f.validate()
+		require.NoError(t, err)
+		require.Equal(t, tc.expected, cfg.reconcileIngestYield(tc.dialect), "--ingest-yield %s on %s", tc.flag, tc.dialect)
 	}
 }
 

@@ -1,0 +1,137 @@
+package reconcile_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderhook/orderhook/internal/scenario"
+	"github.com/orderhook/orderhook/reconcile"
+	"github.com/orderhook/orderhook/store"
+	"github.com/orderhook/orderhook/store/storetest"
+)
+
+// ingestingStore is a store whose deliveries are being stored for as long
+// as the test says, and which records how many of its claims and batches
+// run at once.
+type ingestingStore struct {
+	*store.DB
+	mu     sync.Mutex
+	idle   chan struct{}
+	active int
+	peak   int
+}
+
+func newIngestingStore(db *store.DB) *ingestingStore {
+	return &ingestingStore{DB: db, idle: make(chan struct{})}
+}
+
+func (s *ingestingStore) IngestIdle() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.idle
+}
+
+// stopIngesting closes IngestIdle: nothing is being stored any more.
+func (s *ingestingStore) stopIngesting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.idle)
+}
+
+func (s *ingestingStore) enter() func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active++
+	s.peak = max(s.peak, s.active)
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.active--
+	}
+}
+
+func (s *ingestingStore) Claim(ctx context.Context, p store.ClaimParams) ([]store.Event, error) {
+	defer s.enter()()
+	return s.DB.Claim(ctx, p)
+}
+
+func (s *ingestingStore) ProcessBatch(ctx context.Context, events []store.Event, worker string, now time.Time, fn func(ctx context.Context, tx *store.Tx) error) ([]store.Event, []store.Event, error) {
+	defer s.enter()()
+	return s.DB.ProcessBatch(ctx, events, worker, now, fn)
+}
+
+func (s *ingestingStore) peakActive() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peak
+}
+
+// TestLoopsLetIngestGoFirst: while deliveries are being stored, no loop
+// starts a batch before IngestYield is up; once they are stored, the
+// waiting event is applied at once.
+func TestLoopsLetIngestGoFirst(t *testing.T) {
+	t.Parallel()
+	db := storetest.SQLite(t)
+	st := newIngestingStore(db)
+	created := find(t, scenario.Generate(scenario.Config{Customers: 1, Prefix: "first"}), "customer.created")
+	insert(t, db, created, time.Now())
+
+	h := startWorkerOn(t, db, st, reconcile.Config{IngestYield: time.Hour, PollInterval: 10 * time.Millisecond})
+	select {
+	case tr := <-h.transitions:
+		t.Fatalf("%s %s while deliveries were being stored", tr.Outcome, tr.EventID)
+	case <-time.After(300 * time.Millisecond):
+	}
+	got, err := db.Event(context.Background(), created.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.StatusPending, got.Status)
+
+	st.stopIngesting()
+	h.waitOutcome(t, created.ID, store.OutcomeApplied)
+}
+
+// TestIngestYieldIsBounded: deliveries that never stop coming do not starve
+// the reconciler. The loops take turns, one batch at a time, each after at
+// most IngestYield.
+func TestIngestYieldIsBounded(t *testing.T) {
+	t.Parallel()
+	db := storetest.SQLite(t)
+	st := newIngestingStore(db)
+	s := scenario.Generate(scenario.Config{Customers: 12, Prefix: "bounded"})
+	var ids []string
+	for _, ev := range s.Events {
+		if ev.Type == "customer.created" {
+			insert(t, db, ev, time.Now())
+			ids = append(ids, ev.ID)
+		}
+	}
+	require.Len(t, ids, 12)
+
+	h := startWorkerOn(t, db, st, reconcile.Config{IngestYield: 20 * time.Millisecond, BatchSize: 2, PollInterval: 10 * time.Millisecond})
+	applied := map[string]bool{}
+	for len(applied) < len(ids) {
+		tr := h.waitFor(t, fmt.Sprintf("%d more applications", len(ids)-len(applied)), func(tr reconcile.Transition) bool {
+			return tr.Outcome == store.OutcomeApplied
+		})
+		applied[tr.EventID] = true
+	}
+	require.Equal(t, 1, st.peakActive(), "while deliveries are stored, one loop at a time claims and applies")
+}
+
+// TestNoIngestYieldByDefault: with IngestYield zero the loops never wait for
+// the deliveries being stored.
+func TestNoIngestYieldByDefault(t *testing.T) {
+	t.Parallel()
+	db := storetest.SQLite(t)
+	st := newIngestingStore(db)
+	created := find(t, scenario.Generate(scenario.Config{Customers: 1, Prefix: "nowait"}), "customer.created")
+	insert(t, db, created, time.Now())
+
+	h := startWorkerOn(t, db, st, reconcile.Config{})
+	h.waitOutcome(t, created.ID, store.OutcomeApplied)
+}
