@@ -96,13 +96,27 @@ func (db *DB) Claim(ctx context.Context, p ClaimParams) ([]Event, error) {
 	var events []Event
 	db.prepared.warm(ctx)
 	var err error
-	if stmt := db.prepared.lookup(query); stmt != nil {
-		err = stmt.SelectContext(ctx, &events, args...)
+	if db.dialect == Postgres {
+		// After a burst the planner's statistics still describe the table
+		// before it, and the partition filter gets a default selectivity
+		// of 0.5 %: it then expects a row or two and reads the whole due
+		// backlog through a bitmap scan and a sort, on every claim (22 ms
+		// against 1.3 ms with a backlog of 6,600 rows, and growing with
+		// it). Without bitmap scans the due index is read in order and the
+		// scan stops at the batch's last row.
+		err = db.withTx(ctx, func(tx *sqlx.Tx) error {
+			if _, err := tx.ExecContext(ctx, `SET LOCAL enable_bitmapscan = off`); err != nil {
+				return translate(err)
+			}
+			return translate(db.txSelect(ctx, tx, &events, query, args...))
+		})
+	} else if stmt := db.prepared.lookup(query); stmt != nil {
+		err = translate(stmt.SelectContext(ctx, &events, args...))
 	} else {
-		err = db.db.SelectContext(ctx, &events, query, args...)
+		err = translate(db.db.SelectContext(ctx, &events, query, args...))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("claim events: %w", translate(err))
+		return nil, fmt.Errorf("claim events: %w", err)
 	}
 	return events, nil
 }
