@@ -71,15 +71,22 @@ func (s *ingestingStore) peakActive() int {
 	return s.peak
 }
 
+// storedCustomer returns a SQLite store, its ingestingStore, and the
+// customer.created event stored in it, pending.
+func storedCustomer(t *testing.T, prefix string) (*store.DB, *ingestingStore, scenario.Event) {
+	t.Helper()
+	db := storetest.SQLite(t)
+	created := find(t, scenario.Generate(scenario.Config{Customers: 1, Prefix: prefix}), "customer.created")
+	insert(t, db, created, time.Now())
+	return db, newIngestingStore(db), created
+}
+
 // TestLoopsLetIngestGoFirst: while deliveries are being stored, no loop
 // starts a batch before IngestYield is up; once they are stored, the
 // waiting event is applied at once.
 func TestLoopsLetIngestGoFirst(t *testing.T) {
 	t.Parallel()
-	db := storetest.SQLite(t)
-	st := newIngestingStore(db)
-	created := find(t, scenario.Generate(scenario.Config{Customers: 1, Prefix: "first"}), "customer.created")
-	insert(t, db, created, time.Now())
+	db, st, created := storedCustomer(t, "first")
 
 	h := startWorkerOn(t, db, st, reconcile.Config{IngestYield: time.Hour, PollInterval: 10 * time.Millisecond})
 	select {
@@ -127,10 +134,7 @@ func TestIngestYieldIsBounded(t *testing.T) {
 // the deliveries being stored.
 func TestNoIngestYieldByDefault(t *testing.T) {
 	t.Parallel()
-	db := storetest.SQLite(t)
-	st := newIngestingStore(db)
-	created := find(t, scenario.Generate(scenario.Config{Customers: 1, Prefix: "nowait"}), "customer.created")
-	insert(t, db, created, time.Now())
+	db, st, created := storedCustomer(t, "nowait")
 
 	h := startWorkerOn(t, db, st, reconcile.Config{})
 	h.waitOutcome(t, created.ID, store.OutcomeApplied)
