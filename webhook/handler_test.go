@@ -157,7 +157,7 @@ func TestMalformedEvent(t *testing.T) {
 	t.Parallel()
 	for name, tc := range map[string]struct{ body, detail string }{
 		"not JSON":         {`{"id": "evt_1", "type": `, "invalid JSON"},
-		"an array":         {`[{"id": "evt_1"}]`, "wrong type"},
+		"an array":         {`[{"id": "evt_1"}]`, "not an object"},
 		"no id":            {`{"object":"event","type":"invoice.paid","created":1,"data":{"object":{}}}`, "no id"},
 		"not an event":     {`{"id":"cus_1","object":"customer","type":"x","created":1,"data":{"object":{}}}`, `not "event"`},
 		"object not an {}": {`{"id":"evt_1","type":"x","created":1,"data":{"object":"in_1"}}`, "data.object is not an object"},

@@ -5,7 +5,6 @@
 package stripeevent
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -13,7 +12,18 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
+
+// decodeOptions keep encoding/json's leniency with the encoding/json/v2
+// engine, which reads an event in one pass at about three times the speed
+// (BenchmarkParse): names match case-insensitively, an exact match first,
+// and a repeated name is accepted, the last value winning. Stripe sends
+// neither, but a user's handler types were written for encoding/json, and a
+// signed body is not refused for them.
+var decodeOptions = json.JoinOptions(json.MatchCaseInsensitiveNames(true), jsontext.AllowDuplicateNames(true))
 
 // ErrMalformed is returned, wrapped with the reason, for a body that is not
 // JSON or not a Stripe event.
@@ -56,14 +66,15 @@ type objectHead struct {
 // ErrMalformed when payload is not UTF-8 JSON, not an event object, or lacks
 // the id, type, created time or data.object that every Stripe event has.
 func Parse(payload []byte) (Envelope, error) {
-	// JSON is UTF-8 (RFC 8259). encoding/json would replace invalid bytes
-	// with U+FFFD, so that two ids differing only in them became one.
+	// JSON is UTF-8 (RFC 8259). Checked first to say so in words: a decoder
+	// that replaced invalid bytes with U+FFFD would make two ids differing
+	// only in them one.
 	if !utf8.Valid(payload) {
 		return Envelope{}, fmt.Errorf("%w: the body is not valid UTF-8", ErrMalformed)
 	}
 	// One pass: the head of data.object is decoded with the envelope.
 	var w wireEnvelope
-	if err := json.Unmarshal(payload, &w); err != nil {
+	if err := json.Unmarshal(payload, &w, decodeOptions); err != nil {
 		return Envelope{}, fmt.Errorf("%w: %s", ErrMalformed, jsonProblem(err))
 	}
 	if err := w.validate(); err != nil {
@@ -138,27 +149,63 @@ func (w *wireEnvelope) validate() error {
 
 var errNotObject = errors.New("data.object is not an object")
 
-// jsonProblem describes a decoding error without echoing the input.
+// jsonProblem describes a decoding error without echoing the input: the
+// byte offset of a syntax error, the field and JSON kind of a value of the
+// wrong type.
 func jsonProblem(err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
+	var syn *jsontext.SyntacticError
+	var sem *json.SemanticError
 	switch {
 	case errors.As(err, &syn):
-		return fmt.Sprintf("invalid JSON at byte %d", syn.Offset)
-	case errors.As(err, &typ) && typ.Field == "data.object":
+		return fmt.Sprintf("invalid JSON at byte %d", syn.ByteOffset)
+	case errors.As(err, &sem) && strings.EqualFold(string(sem.JSONPointer), "/data/object"):
 		return errNotObject.Error()
-	case errors.As(err, &typ):
-		return fmt.Sprintf("field %q has the wrong type (%s)", typ.Field, typ.Value)
+	case errors.As(err, &sem) && errors.Is(sem.Err, errNotRef):
+		return fmt.Sprintf("field %q %s", fieldPath(sem.JSONPointer), errNotRef)
+	case errors.As(err, &sem) && sem.JSONPointer == "":
+		return fmt.Sprintf("the body is a JSON %s, not an object", kindName(sem.JSONKind))
+	case errors.As(err, &sem):
+		return fmt.Sprintf("field %q has the wrong type (%s)", fieldPath(sem.JSONPointer), kindName(sem.JSONKind))
 	default:
 		return err.Error()
 	}
 }
 
+// kindName names a JSON kind as encoding/json did: string, number, bool,
+// null, object or array.
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "string"
+	case '0':
+		return "number"
+	case 't', 'f':
+		return "bool"
+	case 'n':
+		return "null"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	default:
+		return "value"
+	}
+}
+
+// fieldPath turns a JSON pointer such as /data/object/id into data.object.id.
+func fieldPath(p jsontext.Pointer) string {
+	var tokens []string
+	for tok := range p.Tokens() {
+		tokens = append(tokens, tok)
+	}
+	return strings.Join(tokens, ".")
+}
+
 // DecodeObject decodes data.object of the event in payload into v. It
 // returns an error wrapping ErrMalformed when the payload does not fit v.
 func DecodeObject(payload []byte, v any) error {
-	// One pass: encoding/json decodes data.object straight into v, the
-	// pointer the interface holds.
+	// One pass: data.object is decoded straight into v, the pointer the
+	// interface holds.
 	var w struct {
 		Data struct {
 			Object any `json:"object"`
@@ -168,7 +215,7 @@ func DecodeObject(payload []byte, v any) error {
 		return fmt.Errorf("stripeevent: DecodeObject needs a non-nil pointer, not %T", v)
 	}
 	w.Data.Object = v
-	if err := json.Unmarshal(payload, &w); err != nil {
+	if err := json.Unmarshal(payload, &w, decodeOptions); err != nil {
 		return fmt.Errorf("%w: %s", ErrMalformed, jsonProblem(err))
 	}
 	return nil

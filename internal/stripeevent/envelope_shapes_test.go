@@ -114,3 +114,28 @@ func TestDecodeObject(t *testing.T) {
 	require.ErrorIs(t, stripeevent.DecodeObject([]byte(`{"data":{"object":{"status":5}}}`), &inv), stripeevent.ErrMalformed)
 	require.Error(t, stripeevent.DecodeObject([]byte(`{"data":{"object":{}}}`), inv), "not a pointer")
 }
+
+// A malformed body is answered with what is wrong and where, in the words of
+// encoding/json, whose leniency Parse keeps: names match whatever their case,
+// and a repeated name is accepted, the last value winning.
+func TestParseDescribesWhatIsWrong(t *testing.T) {
+	t.Parallel()
+	for body, want := range map[string]string{
+		`{"id":"evt_1","type":`: "invalid JSON at byte 21",
+		`[1]`:                   "the body is a JSON array, not an object",
+		`{"id":"evt_1","type":"x","created":"yesterday","data":{"object":{}}}`:   `field "created" has the wrong type (string)`,
+		`{"id":"evt_1","type":"x","created":1,"data":{"object":"in_1"}}`:         "data.object is not an object",
+		`{"id":"evt_1","type":"x","created":1,"data":{"object":{"customer":5}}}`: `field "data.object.customer" is neither an id nor an object`,
+		`{"id":"evt_1","type":"x","created":1,"data":{"object":{"id":[]}}}`:      `field "data.object.id" has the wrong type (array)`,
+	} {
+		_, err := stripeevent.Parse([]byte(body))
+		require.ErrorIs(t, err, stripeevent.ErrMalformed, body)
+		require.EqualError(t, err, "malformed event: "+want, body)
+	}
+	env, err := stripeevent.Parse([]byte(`{"ID":"evt_1","Type":"x","type":"invoice.paid","created":1,"data":{"object":{"Id":"in_1","customer":{"ID":"cus_1"}}}}`))
+	require.NoError(t, err)
+	require.Equal(t, "evt_1", env.ID)
+	require.Equal(t, "invoice.paid", env.Type)
+	require.Equal(t, "in_1", env.ObjectID)
+	require.Equal(t, "cus_1", env.CustomerID)
+}

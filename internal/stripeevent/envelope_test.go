@@ -1,6 +1,7 @@
 package stripeevent_test
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
+	"github.com/stripe/stripe-go/v76"
 
 	"github.com/orderhook/orderhook/internal/stripeevent"
 )
@@ -161,6 +163,33 @@ func BenchmarkDecodeObject(b *testing.B) {
 	for b.Loop() {
 		if err := stripeevent.DecodeObject(payload, &inv); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// A handler may decode data.object into stripe-go's types, written for
+// encoding/json: DecodeObject must give what encoding/json gives, for every
+// fixture.
+func TestDecodeObjectAgreesWithEncodingJSON(t *testing.T) {
+	t.Parallel()
+	for path, payload := range fixtures(t) {
+		var wire struct {
+			Data struct {
+				Object json.RawMessage `json:"object"`
+			} `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal(payload, &wire), path)
+		for _, newV := range []func() any{
+			func() any { return new(stripe.Invoice) },
+			func() any { return new(stripe.Customer) },
+			func() any { return new(stripe.Subscription) },
+			func() any { return new(map[string]any) },
+		} {
+			want, got := newV(), newV()
+			wantErr := json.Unmarshal(wire.Data.Object, want)
+			gotErr := stripeevent.DecodeObject(payload, got)
+			require.Equal(t, wantErr == nil, gotErr == nil, "%s into %T: encoding/json says %v, DecodeObject %v", path, want, wantErr, gotErr)
+			require.Equal(t, want, got, "%s into %T", path, want)
 		}
 	}
 }

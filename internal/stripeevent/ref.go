@@ -2,14 +2,18 @@ package stripeevent
 
 import (
 	"bytes"
-	"encoding/json"
-	"fmt"
+	"errors"
+
+	"github.com/go-json-experiment/json"
 )
 
 // Ref is an expandable Stripe reference: the API sends either the id as a
 // string or, when expanded, the whole object. Ref keeps the id in both cases
 // and is "" for null or absent.
 type Ref string
+
+// errNotRef is the error of a reference that is neither an id nor an object.
+var errNotRef = errors.New("is neither an id nor an object")
 
 // UnmarshalJSON accepts null, an id string, or an object with an "id" field.
 func (r *Ref) UnmarshalJSON(b []byte) error {
@@ -29,12 +33,12 @@ func (r *Ref) UnmarshalJSON(b []byte) error {
 		var obj struct {
 			ID string `json:"id"`
 		}
-		if err := json.Unmarshal(b, &obj); err != nil {
+		if err := json.Unmarshal(b, &obj, decodeOptions); err != nil {
 			return err
 		}
 		*r = Ref(obj.ID)
 		return nil
 	default:
-		return fmt.Errorf("reference is neither an id nor an object")
+		return errNotRef
 	}
 }
