@@ -1,5 +1,7 @@
 package store
 
+import "time"
+
 // CommitBatch commits events as one group-commit batch, as if they were
 // concurrent InsertEvent calls that queued together, and returns what each
 // call would return.
@@ -17,4 +19,13 @@ func CommitBatch(db *DB, events []Event) ([]bool, []error) {
 		inserted[i], errs[i] = res.inserted, res.err
 	}
 	return inserted, errs
+}
+
+// SetIngestQuiet sets how long no InsertEvent of db must have been under way
+// before its IngestIdle closes.
+func SetIngestQuiet(db *DB, d time.Duration) {
+	f := db.ingest.inFlight
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.quiet = d
 }

@@ -46,7 +46,7 @@ type groupCommitter struct {
 	stop     chan struct{}
 	once     sync.Once
 	wg       sync.WaitGroup
-	inFlight inFlight
+	inFlight *inFlight
 }
 
 // insertRequest is one InsertEvent call waiting for its batch.
@@ -62,7 +62,7 @@ type insertResult struct {
 }
 
 func newGroupCommitter(db *DB) *groupCommitter {
-	g := &groupCommitter{db: db, queue: make(chan insertRequest), stop: make(chan struct{}), inFlight: newInFlight()}
+	g := &groupCommitter{db: db, queue: make(chan insertRequest), stop: make(chan struct{}), inFlight: newInFlight(ingestQuiet)}
 	for range db.dialect.committers() {
 		g.wg.Add(1)
 		go g.run()
@@ -99,44 +99,79 @@ func (g *groupCommitter) insert(ctx context.Context, ev Event) (bool, error) {
 	}
 }
 
-// inFlight counts the InsertEvent calls under way and tells when there are
-// none.
+// ingestQuiet is how long no InsertEvent may have been under way before
+// the store counts as idle. Senders keep deliveries back to back: between
+// one batch's answers and the next requests the count drops to zero for
+// well under a millisecond, and a reconciler that took that for the end of
+// the burst would run its batch ahead of them.
+const ingestQuiet = 5 * time.Millisecond
+
+// inFlight counts the InsertEvent calls under way and tells when none has
+// been for quiet.
 type inFlight struct {
-	mu   sync.Mutex
-	n    int
-	none chan struct{} // closed while n is 0
+	mu    sync.Mutex
+	n     int
+	quiet time.Duration
+	gen   uint64        // calls started so far: a settle timer of an older one is stale
+	none  chan struct{} // closed once n has been 0 for quiet
 }
 
-func newInFlight() inFlight {
+func newInFlight(quiet time.Duration) *inFlight {
 	none := make(chan struct{})
 	close(none)
-	return inFlight{none: none}
+	return &inFlight{quiet: quiet, none: none}
 }
 
 func (f *inFlight) add() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.n == 0 {
+	if f.n == 0 && isClosed(f.none) {
 		f.none = make(chan struct{})
 	}
 	f.n++
+	f.gen++
 }
 
 func (f *inFlight) done() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.n--
-	if f.n == 0 {
+	if f.n > 0 {
+		return
+	}
+	if f.quiet <= 0 {
+		close(f.none)
+		return
+	}
+	gen := f.gen
+	time.AfterFunc(f.quiet, func() { f.settle(gen) })
+}
+
+// settle closes none unless a call has started since the one whose end
+// scheduled it.
+func (f *inFlight) settle(gen uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.gen == gen && f.n == 0 {
 		close(f.none)
 	}
 }
 
-// idle returns a channel that is closed once no call is under way: at once
-// when none is.
+// idle returns a channel that is closed once no call has been under way for
+// quiet: at once when none has been.
 func (f *inFlight) idle() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.none
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // run takes the first waiting request, then every other request already

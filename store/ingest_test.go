@@ -175,6 +175,28 @@ func TestIngestIdleWhileNoInsertIsUnderWay(t *testing.T) {
 	requireClosed(t, db.IngestIdle(), "the insert gave up")
 }
 
+// Senders keep deliveries back to back: between one batch's answers and the
+// next requests no insert is under way for a moment. IngestIdle stays open
+// through such a gap and closes only once the inserts have paused.
+func TestIngestIdleWaitsForAPause(t *testing.T) {
+	t.Parallel()
+	db := storetest.SQLite(t)
+	ctx := context.Background()
+	store.SetIngestQuiet(db, time.Hour)
+	_, err := db.InsertEvent(ctx, newEvent("evt_first", "cus_1", t0))
+	require.NoError(t, err)
+	idle := db.IngestIdle()
+	require.True(t, isOpen(idle), "an insert ended a moment ago")
+	_, err = db.InsertEvent(ctx, newEvent("evt_next", "cus_1", t0))
+	require.NoError(t, err)
+	require.True(t, idle == db.IngestIdle(), "the gap before the next insert did not end the burst")
+
+	store.SetIngestQuiet(db, 10*time.Millisecond)
+	_, err = db.InsertEvent(ctx, newEvent("evt_last", "cus_1", t0))
+	require.NoError(t, err)
+	requireClosed(t, idle, "the inserts paused")
+}
+
 func isOpen(ch <-chan struct{}) bool {
 	select {
 	case <-ch:

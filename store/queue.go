@@ -514,10 +514,10 @@ func (tx *Tx) Release(ctx context.Context, dependency string) ([]Released, error
 }
 
 // releaseThenRecord runs release and records a released attempt for each
-// row it returns, one statement each.
+// row it returns, one statement each, all prepared once per connection.
 func (tx *Tx) releaseThenRecord(ctx context.Context, release, dependency, detail string) ([]Event, error) {
 	var events []Event
-	if err := sqlx.SelectContext(ctx, tx.tx, &events, tx.db.rebind(release), dependency, tx.now); err != nil {
+	if err := tx.db.txSelect(ctx, tx.tx, &events, release, dependency, tx.now); err != nil {
 		return nil, err
 	}
 	for _, ev := range events {
