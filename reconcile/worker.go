@@ -42,10 +42,11 @@ type Config struct {
 	BackoffBase       time.Duration // first retry delay ceiling; default 1s
 	BackoffMax        time.Duration // retry delay cap; default 1h
 	// IngestYield, when positive, lets the deliveries this process is
-	// storing go first: while any is being stored (Store.IngestIdle), one
-	// loop at a time waits for them, at most IngestYield, before its batch.
-	// During a burst acknowledgements then come first and events are
-	// applied in the gaps and after it. Zero: loops never wait (the
+	// storing go first: until Store.IngestIdle says the burst is over (no
+	// delivery stored for a few ms), one loop at a time waits for it, at
+	// most IngestYield, before its batch. During a burst acknowledgements
+	// then come first and events are applied one batch per turn, and at
+	// full speed after it. Zero: loops never wait (the
 	// default). Worth it where an apply transaction blocks every insert,
 	// as on SQLite.
 	IngestYield time.Duration
