@@ -50,6 +50,13 @@ type Config struct {
 	// default). Worth it where an apply transaction blocks every insert,
 	// as on SQLite.
 	IngestYield time.Duration
+	// IngestLoops, when positive, is how many loops may run a batch at
+	// once until Store.IngestIdle says the burst is over; the others wait
+	// for a turn, without IngestYield's wait unless it is set too. Zero:
+	// one loop when IngestYield is set, every loop otherwise. On two cores
+	// shared with PostgreSQL, two loops of four during a burst kept
+	// acknowledgements fast and still kept pace (BENCHMARKS.md).
+	IngestLoops int
 	// CustomerEvents are the event types that create the customer row other
 	// events wait for; default DefaultCustomerEvents.
 	CustomerEvents []string
@@ -85,14 +92,14 @@ type Worker struct {
 	store  Store
 	rules  rules
 	logger zerolog.Logger
-	turn   chan struct{} // held by the loop whose turn it is while deliveries are stored
+	turn   chan struct{} // a slot per loop whose turn it is while deliveries are stored; nil: no turns
 }
 
 // NewWorker returns a Worker over st. It returns an error when cfg holds a
 // negative count or duration.
 func NewWorker(cfg Config, st Store, logger zerolog.Logger) (*Worker, error) {
 	if cfg.Workers < 0 || cfg.BatchSize < 0 || cfg.MaxAttempts < 0 || cfg.Lease < 0 ||
-		cfg.PollInterval < 0 || cfg.DependencyTimeout < 0 || cfg.BackoffBase < 0 || cfg.BackoffMax < 0 || cfg.IngestYield < 0 {
+		cfg.PollInterval < 0 || cfg.DependencyTimeout < 0 || cfg.BackoffBase < 0 || cfg.BackoffMax < 0 || cfg.IngestYield < 0 || cfg.IngestLoops < 0 {
 		return nil, errors.New("reconcile: counts and durations must not be negative")
 	}
 	cfg.Name = cmp.Or(cfg.Name, "worker")
@@ -107,13 +114,20 @@ func NewWorker(cfg Config, st Store, logger zerolog.Logger) (*Worker, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Worker{
+	w := &Worker{
 		cfg:    cfg,
 		store:  st,
 		rules:  newRules(cfg.CustomerEvents, cfg.Handlers),
 		logger: logger.With().Str("component", "reconcile").Logger(),
-		turn:   make(chan struct{}, 1),
-	}, nil
+	}
+	turns := cfg.IngestLoops
+	if turns == 0 && cfg.IngestYield > 0 {
+		turns = 1
+	}
+	if turns > 0 {
+		w.turn = make(chan struct{}, turns)
+	}
+	return w, nil
 }
 
 // Run processes events until ctx is done, then returns nil once every loop
@@ -169,12 +183,13 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 }
 
 // yield lets the deliveries this process is storing go first. While
-// Store.IngestIdle is open, the loops take turns: one at a time waits for
-// it, for at most IngestYield, then runs its batch while the others queue
-// behind it; when it closes, every loop goes on at once. yield returns the
-// func that ends the turn, and false when ctx is done.
+// Store.IngestIdle is open, the loops take turns: IngestLoops of them at a
+// time (one with IngestYield alone) each wait for it, for at most
+// IngestYield, then run their batch while the others queue behind them;
+// when it closes, every loop goes on at once. yield returns the func that
+// ends the turn, and false when ctx is done.
 func (w *Worker) yield(ctx context.Context) (func(), bool) {
-	if w.cfg.IngestYield == 0 {
+	if w.turn == nil {
 		return func() {}, true
 	}
 	idle := w.store.IngestIdle()
@@ -186,6 +201,9 @@ func (w *Worker) yield(ctx context.Context) (func(), bool) {
 		return nil, false
 	}
 	end := func() { <-w.turn }
+	if w.cfg.IngestYield == 0 {
+		return end, true
+	}
 	t := time.NewTimer(w.cfg.IngestYield)
 	defer t.Stop()
 	select {

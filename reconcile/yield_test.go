@@ -102,32 +102,45 @@ func TestLoopsLetIngestGoFirst(t *testing.T) {
 	h.waitOutcome(t, created.ID, store.OutcomeApplied)
 }
 
-// TestIngestYieldIsBounded: deliveries that never stop coming do not starve
-// the reconciler. The loops take turns, one batch at a time, each after at
-// most IngestYield.
-func TestIngestYieldIsBounded(t *testing.T) {
+// TestIngestTurnsAreBounded: deliveries that never stop coming do not
+// starve the reconciler. The loops take turns, as many batches at a time as
+// the configuration allows: one with IngestYield (each after at most
+// IngestYield), IngestLoops with it.
+func TestIngestTurnsAreBounded(t *testing.T) {
 	t.Parallel()
-	db := storetest.SQLite(t)
-	st := newIngestingStore(db)
-	s := scenario.Generate(scenario.Config{Customers: 12, Prefix: "bounded"})
-	var ids []string
-	for _, ev := range s.Events {
-		if ev.Type == "customer.created" {
-			insert(t, db, ev, time.Now())
-			ids = append(ids, ev.ID)
-		}
-	}
-	require.Len(t, ids, 12)
+	for name, tc := range map[string]struct {
+		cfg      reconcile.Config
+		maxTurns int
+	}{
+		"ingest yield": {reconcile.Config{IngestYield: 20 * time.Millisecond}, 1},
+		"ingest loops": {reconcile.Config{IngestLoops: 2, Workers: 4}, 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			db := storetest.SQLite(t)
+			st := newIngestingStore(db)
+			s := scenario.Generate(scenario.Config{Customers: 12, Prefix: "bounded"})
+			var ids []string
+			for _, ev := range s.Events {
+				if ev.Type == "customer.created" {
+					insert(t, db, ev, time.Now())
+					ids = append(ids, ev.ID)
+				}
+			}
+			require.Len(t, ids, 12)
 
-	h := startWorkerOn(t, db, st, reconcile.Config{IngestYield: 20 * time.Millisecond, BatchSize: 2, PollInterval: 10 * time.Millisecond})
-	applied := map[string]bool{}
-	for len(applied) < len(ids) {
-		tr := h.waitFor(t, fmt.Sprintf("%d more applications", len(ids)-len(applied)), func(tr reconcile.Transition) bool {
-			return tr.Outcome == store.OutcomeApplied
+			tc.cfg.BatchSize, tc.cfg.PollInterval = 2, 10*time.Millisecond
+			h := startWorkerOn(t, db, st, tc.cfg)
+			applied := map[string]bool{}
+			for len(applied) < len(ids) {
+				tr := h.waitFor(t, fmt.Sprintf("%d more applications", len(ids)-len(applied)), func(tr reconcile.Transition) bool {
+					return tr.Outcome == store.OutcomeApplied
+				})
+				applied[tr.EventID] = true
+			}
+			require.LessOrEqual(t, st.peakActive(), tc.maxTurns, "while deliveries are stored, at most %d loops claim and apply at once", tc.maxTurns)
 		})
-		applied[tr.EventID] = true
 	}
-	require.Equal(t, 1, st.peakActive(), "while deliveries are stored, one loop at a time claims and applies")
 }
 
 // TestNoIngestYieldByDefault: with IngestYield zero the loops never wait for

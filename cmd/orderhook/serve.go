@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +48,7 @@ type serveFlags struct {
 	role              string
 	adminToken        string
 	ingestYield       string
+	ingestLoops       string
 }
 
 func serveBindings() []envBinding {
@@ -63,6 +65,7 @@ func serveBindings() []envBinding {
 		{"role", []string{"ORDERHOOK_ROLE"}},
 		{"admin-token", []string{"ORDERHOOK_ADMIN_TOKEN"}},
 		{"ingest-yield", []string{"ORDERHOOK_INGEST_YIELD"}},
+		{"ingest-loops", []string{"ORDERHOOK_INGEST_LOOPS"}},
 	}
 }
 
@@ -98,8 +101,10 @@ generates an ephemeral whsec_ secret and prints it with a ready-to-paste
 	fs.StringSliceVar(&f.customerEvents, "customer-events", reconcile.DefaultCustomerEvents, "event types that create the customer other events wait for")
 	fs.StringVar(&f.role, "role", roleAll, "all, receiver (HTTP only) or worker (reconciler only)")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token of the admin API and page under /admin/ (disabled when empty)")
-	fs.StringVar(&f.ingestYield, "ingest-yield", ingestYieldAuto, "how long the reconciler lets deliveries being stored go first, before each batch: auto ("+
+	fs.StringVar(&f.ingestYield, "ingest-yield", ingestAuto, "how long the reconciler lets deliveries being stored go first, before each batch: auto ("+
 		sqliteIngestYield.String()+" on SQLite, where a batch blocks every insert; 0 on PostgreSQL), 0 (never) or a duration")
+	fs.StringVar(&f.ingestLoops, "ingest-loops", ingestAuto, "how many reconciler loops may apply at once while deliveries are being stored: auto (half of --workers on PostgreSQL; "+
+		"on SQLite the --ingest-yield turns, one loop), 0 (all of them) or a number")
 	envHelp(fs, serveBindings())
 	return cmd
 }
@@ -110,14 +115,17 @@ type serveConfig struct {
 	maxBodyBytes int64
 	generated    bool           // the secret was generated for this run
 	ingestYield  *time.Duration // nil: auto, by the database
+	ingestLoops  *int           // nil: auto, by the database
 }
 
-// ingestYieldAuto is --ingest-yield's default, and sqliteIngestYield what it
-// means on SQLite: there one connection serializes every transaction, so
-// each apply batch holds back every acknowledgement; on PostgreSQL the two
-// only share the CPU, and the reconciler keeping pace is worth more.
+// ingestAuto is the default of --ingest-yield and --ingest-loops, and
+// sqliteIngestYield what the first means on SQLite: there one connection
+// serializes every transaction, so each apply batch holds back every
+// acknowledgement, and the loops take turns one at a time. On PostgreSQL the
+// two only share the CPU: half the loops apply during a burst, without
+// waiting, and the reconciler keeps pace.
 const (
-	ingestYieldAuto   = "auto"
+	ingestAuto        = "auto"
 	sqliteIngestYield = 100 * time.Millisecond
 )
 
@@ -128,6 +136,17 @@ func (c serveConfig) reconcileIngestYield(dialect store.Dialect) time.Duration {
 		return *c.ingestYield
 	case dialect == store.SQLite:
 		return sqliteIngestYield
+	}
+	return 0
+}
+
+// reconcileIngestLoops returns the reconciler's IngestLoops on dialect.
+func (c serveConfig) reconcileIngestLoops(dialect store.Dialect) int {
+	switch {
+	case c.ingestLoops != nil:
+		return *c.ingestLoops
+	case dialect == store.Postgres:
+		return c.workers / 2
 	}
 	return 0
 }
@@ -162,12 +181,19 @@ func (f serveFlags) validate() (serveConfig, error) {
 	if len(f.customerEvents) == 0 {
 		return c, usagef("--customer-events: name at least one event type")
 	}
-	if f.ingestYield != ingestYieldAuto {
+	if f.ingestYield != ingestAuto {
 		d, err := time.ParseDuration(f.ingestYield)
 		if err != nil || d < 0 {
 			return c, usagef("--ingest-yield %q: use auto, 0 or a duration such as 100ms", f.ingestYield)
 		}
 		c.ingestYield = &d
+	}
+	if f.ingestLoops != ingestAuto {
+		n, err := strconv.Atoi(f.ingestLoops)
+		if err != nil || n < 0 {
+			return c, usagef("--ingest-loops %q: use auto, 0 or a number of loops such as 2", f.ingestLoops)
+		}
+		c.ingestLoops = &n
 	}
 	return c, nil
 }
@@ -214,6 +240,7 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 		DependencyTimeout: cfg.dependencyTimeout,
 		CustomerEvents:    cfg.customerEvents,
 		IngestYield:       cfg.reconcileIngestYield(db.Dialect()),
+		IngestLoops:       cfg.reconcileIngestLoops(db.Dialect()),
 	}
 	m, err := metrics.New(metrics.Config{
 		EventTypes: slices.Concat(metrics.DefaultEventTypes, cfg.customerEvents),
@@ -262,7 +289,7 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 		g.Go(func() error { return worker.Run(gctx) })
 	}
 	logger.Info().Str("addr", ln.Addr().String()).Str("role", cfg.role).Str("db", string(db.Dialect())).
-		Str("mode", cfg.mode).Dur("ingest_yield", wcfg.IngestYield).Bool("tracing", tr.On()).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
+		Str("mode", cfg.mode).Dur("ingest_yield", wcfg.IngestYield).Int("ingest_loops", wcfg.IngestLoops).Bool("tracing", tr.On()).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
 	err = g.Wait()
 	logger.Info().Msg("orderhook stopped")
 	return err

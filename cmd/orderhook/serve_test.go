@@ -160,6 +160,8 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 		{"workers", []string{"--workers", "0"}, nil, "at least 1"},
 		{"ingest yield", []string{"--ingest-yield", "soon"}, nil, "--ingest-yield \"soon\": use auto, 0 or a duration"},
 		{"negative ingest yield from env", nil, map[string]string{"ORDERHOOK_INGEST_YIELD": "-1s"}, "--ingest-yield \"-1s\""},
+		{"ingest loops", []string{"--ingest-loops", "half"}, nil, "--ingest-loops \"half\": use auto, 0 or a number of loops"},
+		{"negative ingest loops from env", nil, map[string]string{"ORDERHOOK_INGEST_LOOPS": "-2"}, "--ingest-loops \"-2\""},
 		{"log format", []string{"--log-format", "xml"}, nil, "use json or console"},
 		{"unknown flag", []string{"--colour"}, nil, "unknown flag"},
 	} {
@@ -178,23 +180,25 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 	}
 }
 
-func TestServeIngestYieldDependsOnTheDatabase(t *testing.T) {
+func TestServeIngestSettingsDependOnTheDatabase(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		flag     string
-		dialect  store.Dialect
-		expected time.Duration
+		yield, loops string
+		dialect      store.Dialect
+		wantYield    time.Duration
+		wantLoops    int
 	}{
-		{"auto", store.SQLite, sqliteIngestYield},
-		{"auto", store.Postgres, 0},
-		{"0", store.SQLite, 0},
-		{"250ms", store.Postgres, 250 * time.Millisecond},
+		{"auto", "auto", store.SQLite, sqliteIngestYield, 0},
+		{"auto", "auto", store.Postgres, 0, 2},
+		{"0", "0", store.SQLite, 0, 0},
+		{"250ms", "3", store.Postgres, 250 * time.Millisecond, 3},
 	} {
-		f := serveFlags{tolerance: time.Minute, mode: "defer", role: roleAll, maxBody: "1MiB", workers: 1, maxAttempts: 1,
-			dependencyTimeout: time.Hour, customerEvents: []string{"customer.created"}, ingestYield: tc.flag}
+		f := serveFlags{tolerance: time.Minute, mode: "defer", role: roleAll, maxBody: "1MiB", workers: 4, maxAttempts: 1,
+			dependencyTimeout: time.Hour, customerEvents: []string{"customer.created"}, ingestYield: tc.yield, ingestLoops: tc.loops}
 		cfg, err := f.validate()
 		require.NoError(t, err)
-		require.Equal(t, tc.expected, cfg.reconcileIngestYield(tc.dialect), "--ingest-yield %s on %s", tc.flag, tc.dialect)
+		require.Equal(t, tc.wantYield, cfg.reconcileIngestYield(tc.dialect), "--ingest-yield %s on %s", tc.yield, tc.dialect)
+		require.Equal(t, tc.wantLoops, cfg.reconcileIngestLoops(tc.dialect), "--ingest-loops %s on %s", tc.loops, tc.dialect)
 	}
 }
 
