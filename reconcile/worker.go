@@ -43,8 +43,8 @@ type Config struct {
 	BackoffMax        time.Duration // retry delay cap; default 1h
 	// IngestYield, when positive, lets the deliveries this process is
 	// storing go first: until Store.IngestIdle says the burst is over (no
-	// delivery stored for a few ms), one loop at a time waits for it, at
-	// most IngestYield, before its batch. During a burst acknowledgements
+	// delivery stored for a few ms), one loop at a time (IngestLoops, when
+	// set) waits for it, at most IngestYield, before its batch. During a burst acknowledgements
 	// then come first and events are applied one batch per turn, and at
 	// full speed after it. Zero: loops never wait (the
 	// default). Worth it where an apply transaction blocks every insert,
