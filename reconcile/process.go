@@ -104,6 +104,13 @@ func (w *Worker) apply(ctx context.Context, tx *store.Tx, now time.Time) (Transi
 			return tr, nil, tx.MarkDeferred(ctx, dep, now.Add(w.cfg.DependencyTimeout))
 		}
 	}
+	creates, existed := w.rules.createsCustomer(ev), false
+	if creates {
+		var err error
+		if existed, err = tx.CustomerExists(ctx, ev.CustomerID); err != nil {
+			return tr, nil, err
+		}
+	}
 	note, err := w.write(ctx, tx, ev, builtin, handler)
 	if err != nil {
 		return tr, nil, err
@@ -112,7 +119,13 @@ func (w *Worker) apply(ctx context.Context, tx *store.Tx, now time.Time) (Transi
 		return tr, nil, err
 	}
 	tr.Outcome = store.OutcomeApplied
-	if !w.rules.createsCustomer(ev) {
+	// Only the event that brings its customer into being can release
+	// anything. An event waits for customer X only if X did not exist when
+	// it was deferred, under X's lock; the event that creates X releases,
+	// under the same lock, everything deferred before it; once X exists,
+	// nothing is deferred on it. A customer row is only ever created here,
+	// by a customer event (handlers must not write the mirror).
+	if !creates || existed {
 		return tr, nil, nil
 	}
 	released, err := tx.Release(ctx, customerDependency(ev.CustomerID))

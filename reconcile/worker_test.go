@@ -43,6 +43,29 @@ func TestDeferredEventIsReleasedByItsDependency(t *testing.T) {
 	})
 }
 
+// Only the event that creates the customer releases what waits for it, and
+// that need not be customer.created: here customer.updated arrives first and
+// creates it. The customer events after it release nothing, and run no
+// release.
+func TestTheEventThatCreatesTheCustomerReleases(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "creator"})
+		paid, updated, created := find(t, s, "invoice.paid"), find(t, s, "customer.updated"), find(t, s, "customer.created")
+		h := startWorker(t, db, reconcile.Config{PollInterval: time.Hour})
+
+		insert(t, db, paid, time.Now())
+		h.waitOutcome(t, paid.ID, store.OutcomeDeferred)
+		insert(t, db, updated, time.Now())
+		require.Equal(t, 1, h.waitOutcome(t, updated.ID, store.OutcomeApplied).Released, "customer.updated created the customer")
+		h.waitOutcome(t, paid.ID, store.OutcomeApplied)
+
+		insert(t, db, created, time.Now())
+		tr := h.waitFor(t, "customer.created", func(tr reconcile.Transition) bool { return tr.EventID == created.ID })
+		require.Zero(t, tr.Released)
+	})
+}
+
 // A released event is applied in the transaction that applied its
 // dependency. When it fails there, the failure is its own: the dependency is
 // still applied once, without a failed attempt, and the dependent is retried.
