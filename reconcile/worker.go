@@ -44,11 +44,11 @@ type Config struct {
 	// IngestYield, when positive, lets the deliveries this process is
 	// storing go first: until Store.IngestIdle says the burst is over (no
 	// delivery stored for a few ms), one loop at a time (IngestLoops, when
-	// set) waits for it, at most IngestYield, before its batch. During a burst acknowledgements
-	// then come first and events are applied one batch per turn, and at
-	// full speed after it. Zero: loops never wait (the
-	// default). Worth it where an apply transaction blocks every insert,
-	// as on SQLite.
+	// set) waits for it, at most IngestYield, before its batch. During a
+	// burst acknowledgements then come first and events are applied one
+	// batch per turn, and at full speed after it. Zero: loops never wait
+	// (the default). Worth it where an apply transaction blocks every
+	// insert, as on SQLite.
 	IngestYield time.Duration
 	// IngestLoops, when positive, is how many loops may run a batch at
 	// once until Store.IngestIdle says the burst is over; the others wait

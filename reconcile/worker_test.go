@@ -45,8 +45,7 @@ func TestDeferredEventIsReleasedByItsDependency(t *testing.T) {
 
 // Only the event that creates the customer releases what waits for it, and
 // that need not be customer.created: here customer.updated arrives first and
-// creates it. The customer events after it release nothing, and run no
-// release.
+// creates it. The customer events after it release nothing.
 func TestTheEventThatCreatesTheCustomerReleases(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
