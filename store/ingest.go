@@ -139,10 +139,6 @@ func (f *inFlight) done() {
 	if f.n > 0 {
 		return
 	}
-	if f.quiet <= 0 {
-		close(f.none)
-		return
-	}
 	gen := f.gen
 	time.AfterFunc(f.quiet, func() { f.settle(gen) })
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -158,16 +159,16 @@ func jsonProblem(err error) string {
 	switch {
 	case errors.As(err, &syn):
 		return fmt.Sprintf("invalid JSON at byte %d", syn.ByteOffset)
-	case errors.As(err, &sem) && strings.EqualFold(string(sem.JSONPointer), "/data/object"):
-		return errNotObject.Error()
-	case errors.As(err, &sem) && errors.Is(sem.Err, errNotRef):
-		return fmt.Sprintf("field %q %s", fieldPath(sem.JSONPointer), errNotRef)
-	case errors.As(err, &sem) && sem.JSONPointer == "":
-		return fmt.Sprintf("the body is a JSON %s, not an object", kindName(sem.JSONKind))
-	case errors.As(err, &sem):
-		return fmt.Sprintf("field %q has the wrong type (%s)", fieldPath(sem.JSONPointer), kindName(sem.JSONKind))
-	default:
+	case !errors.As(err, &sem):
 		return err.Error()
+	case strings.EqualFold(string(sem.JSONPointer), "/data/object"):
+		return errNotObject.Error()
+	case errors.Is(sem.Err, errNotRef):
+		return fmt.Sprintf("field %q %s", fieldPath(sem.JSONPointer), errNotRef)
+	case sem.JSONPointer == "":
+		return fmt.Sprintf("the body is a JSON %s, not an object", kindName(sem.JSONKind))
+	default:
+		return fmt.Sprintf("field %q has the wrong type (%s)", fieldPath(sem.JSONPointer), kindName(sem.JSONKind))
 	}
 }
 
@@ -194,11 +195,7 @@ func kindName(k jsontext.Kind) string {
 
 // fieldPath turns a JSON pointer such as /data/object/id into data.object.id.
 func fieldPath(p jsontext.Pointer) string {
-	var tokens []string
-	for tok := range p.Tokens() {
-		tokens = append(tokens, tok)
-	}
-	return strings.Join(tokens, ".")
+	return strings.Join(slices.Collect(p.Tokens()), ".")
 }
 
 // DecodeObject decodes data.object of the event in payload into v. It
