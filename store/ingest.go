@@ -81,6 +81,11 @@ func (g *groupCommitter) close() {
 // ctx ends first it returns ctx's error: the row may or may not be committed,
 // which is safe because a redelivery is a duplicate.
 func (g *groupCommitter) insert(ctx context.Context, ev Event) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		// Not handed over: once it is, the commit may answer at the same
+		// moment as ctx, and select picks either.
+		return false, fmt.Errorf("insert event %s: %w", ev.ID, err)
+	}
 	g.inFlight.add()
 	defer g.inFlight.done()
 	done := make(chan insertResult, 1)
