@@ -11,13 +11,13 @@ import (
 	"github.com/orderhook/orderhook/store"
 )
 
-// processBatch applies, defers or ignores claimed events in one transaction
-// and reports their transitions once it has committed. Events no longer
-// under name's lease are skipped; it returns those whose customer another
-// transaction holds. When an event fails, it rolls the whole batch back and
-// returns that event, as locked, with its error; when the store fails, the
-// store's error.
-func (w *Worker) processBatch(ctx context.Context, name string, events []store.Event) (busy []store.Event, failed store.Event, err error) {
+// processBatch claims a batch of due events of part and applies, defers or
+// ignores them in one transaction, and reports their transitions once it has
+// committed. The batch it returns holds the events left leased to name: those
+// whose customer another transaction holds. When an event fails, it rolls
+// the whole batch back and returns that event, as locked, with its error,
+// and the batch's events leased; when the store fails, the store's error.
+func (w *Worker) processBatch(ctx context.Context, name string, part partition) (batch store.Batch, failed store.Event, err error) {
 	start := w.cfg.Now()
 	type outcome struct {
 		tr       Transition
@@ -27,8 +27,11 @@ func (w *Worker) processBatch(ctx context.Context, name string, events []store.E
 	// twice, so each event keeps the outcomes of every run, in order. A
 	// transaction retried after a deadlock runs fn again: the committed
 	// runs of an event are its last ones.
-	runs := make(map[string][]outcome, len(events))
-	processed, busy, err := w.store.ProcessBatch(ctx, events, name, start, func(ctx context.Context, tx *store.Tx) error {
+	runs := make(map[string][]outcome, w.cfg.BatchSize)
+	batch, err = w.store.ProcessDue(ctx, store.ClaimParams{
+		Worker: name, Limit: w.cfg.BatchSize, Now: start, Lease: w.cfg.Lease,
+		Partition: part.index, Partitions: part.count,
+	}, func(ctx context.Context, tx *store.Tx) error {
 		tr, released, err := w.apply(ctx, tx, start)
 		if err != nil && !errors.Is(err, store.ErrUnavailable) {
 			failed = tx.Event()
@@ -37,14 +40,14 @@ func (w *Worker) processBatch(ctx context.Context, name string, events []store.E
 		return err
 	})
 	if err != nil {
-		return nil, failed, err
+		return batch, failed, err
 	}
-	committed := make(map[string]int, len(processed))
-	for _, ev := range processed {
+	committed := make(map[string]int, len(batch.Processed))
+	for _, ev := range batch.Processed {
 		committed[ev.ID]++
 	}
 	elapsed := w.cfg.Now().Sub(start)
-	for _, ev := range processed {
+	for _, ev := range batch.Processed {
 		r := runs[ev.ID]
 		o := r[len(r)-committed[ev.ID]]
 		committed[ev.ID]--
@@ -52,7 +55,7 @@ func (w *Worker) processBatch(ctx context.Context, name string, events []store.E
 		w.report(ev, o.tr)
 		w.reportReleased(ev, name, o.released)
 	}
-	return busy, store.Event{}, nil
+	return batch, store.Event{}, nil
 }
 
 // process applies, defers or ignores one claimed event, or records its

@@ -1,9 +1,11 @@
 // Package reconcile applies the events of the inbox in dependency order,
-// exactly once. A Worker claims due events under a lease, applies each in one
-// transaction (Stripe mirror, registered handlers, status change, history,
-// release of the events that waited for it), defers an event whose customer
-// does not exist yet, retries failures with capped exponential backoff and
-// full jitter, and dead-letters what cannot be applied.
+// exactly once. A Worker claims batches of due events in the transaction that
+// applies them (Stripe mirror, registered handlers, status change, history,
+// release of the events that waited for it), applies under a lease, one at a
+// time, what a batch leaves (a busy customer, a failed event), defers an
+// event whose customer does not exist yet, retries failures with capped
+// exponential backoff and full jitter, and dead-letters what cannot be
+// applied.
 package reconcile
 
 import (
@@ -21,8 +23,7 @@ import (
 
 // Store is what a Worker needs of the inbox; *store.DB satisfies it.
 type Store interface {
-	Claim(ctx context.Context, p store.ClaimParams) ([]store.Event, error)
-	ProcessBatch(ctx context.Context, events []store.Event, worker string, now time.Time, fn func(ctx context.Context, tx *store.Tx) error) (processed, busy []store.Event, err error)
+	ProcessDue(ctx context.Context, p store.ClaimParams, fn func(ctx context.Context, tx *store.Tx) error) (store.Batch, error)
 	Process(ctx context.Context, ev store.Event, worker string, now time.Time, fn func(ctx context.Context, tx *store.Tx) error) error
 	Fail(ctx context.Context, f store.Failure) (int, error)
 	ExpireDeferred(ctx context.Context, now time.Time, limit int, worker string) ([]store.Event, error)
@@ -144,23 +145,18 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // loop claims and processes batches, sleeping until a wake-up or the poll
-// interval when nothing is due, and backing off while the store fails. The
-// events it claimed but could not process because the store failed are
-// retried first when the store answers again: they are still under its
-// lease, so they need not wait for the lease to expire.
+// interval when nothing is due, and backing off while the store fails.
 func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 	wake, unsubscribe := w.store.Subscribe()
 	defer unsubscribe()
-	var carried []store.Event
 	failures := 0
 	for {
 		endTurn, ok := w.yield(ctx)
 		if !ok {
 			return nil
 		}
-		n, rest, err := w.runBatch(ctx, name, part, carried)
+		n, err := w.runBatch(ctx, name, part)
 		endTurn()
-		carried = rest
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -169,7 +165,7 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 		case err != nil:
 			failures++
 			wait = backoff(failures, w.cfg.PollInterval, 5*time.Second)
-			w.logger.Error().Err(err).Str("worker", name).Int("carried", len(carried)).Dur("retry_in", wait).Msg("store unavailable")
+			w.logger.Error().Err(err).Str("worker", name).Dur("retry_in", wait).Msg("store unavailable")
 		case n == w.cfg.BatchSize:
 			failures = 0
 			continue // more may be due
@@ -224,43 +220,30 @@ type partition struct{ index, count int }
 // RunOnce claims one batch as worker name and processes it. It returns how
 // many events it claimed, and an error only when the store failed.
 func (w *Worker) RunOnce(ctx context.Context, name string) (int, error) {
-	n, _, err := w.runBatch(ctx, name, partition{}, nil)
-	return n, err
+	return w.runBatch(ctx, name, partition{})
 }
 
-// runBatch processes the carried events, or else claims a batch, in one
-// transaction, and returns how many it handled and those it could not
-// process because the store failed.
-func (w *Worker) runBatch(ctx context.Context, name string, part partition, carried []store.Event) (int, []store.Event, error) {
-	events := carried
-	if len(events) == 0 {
-		var err error
-		events, err = w.store.Claim(ctx, store.ClaimParams{
-			Worker: name, Limit: w.cfg.BatchSize, Now: w.cfg.Now(), Lease: w.cfg.Lease,
-			Partition: part.index, Partitions: part.count,
-		})
-		if err != nil {
-			return 0, nil, err
-		}
-	}
+// runBatch claims and processes a batch in one transaction, then, one at a
+// time, the events it left leased: those whose customer another transaction
+// held, or the whole batch when one of its events failed and rolled it back.
+// It returns how many events it claimed.
+func (w *Worker) runBatch(ctx context.Context, name string, part partition) (int, error) {
 	if ctx.Err() != nil {
-		// Shutting down: the events stay leased to this worker until the
-		// lease expires.
-		return len(events), events, nil
+		return 0, nil
 	}
-	// The transactions in flight finish even when ctx is cancelled.
-	busy, failed, cause := w.processBatch(context.WithoutCancel(ctx), name, events)
+	// The transaction in flight finishes even when ctx is cancelled.
+	batch, failed, cause := w.processBatch(context.WithoutCancel(ctx), name, part)
 	switch {
 	case errors.Is(cause, store.ErrUnavailable):
-		return len(events), events, cause
+		return batch.Claimed, cause
 	case cause == nil:
-		// Another transaction held the customers of busy: wait for it.
-		return len(events), nil, w.processEach(ctx, name, busy, store.Event{}, nil)
+		// Another transaction held these customers: wait for it.
+		return batch.Claimed, w.processEach(ctx, name, batch.Leased, store.Event{}, nil)
 	}
 	// failed took the batch down with it: record its failure, and process
 	// the others again one at a time.
-	w.logger.Debug().Err(cause).Str("worker", name).Int("events", len(events)).Msg("batch rolled back; processing its events one at a time")
-	return len(events), nil, w.processEach(ctx, name, events, failed, cause)
+	w.logger.Debug().Err(cause).Str("worker", name).Int("events", batch.Claimed).Msg("batch rolled back; processing its events one at a time")
+	return batch.Claimed, w.processEach(ctx, name, batch.Leased, failed, cause)
 }
 
 // processEach processes events one transaction at a time, recording the

@@ -215,9 +215,9 @@ func TestHandlerWritesCommitExactlyOnce(t *testing.T) {
 	})
 }
 
-// A worker that claimed an event and died, or died inside the apply
-// transaction, leaves it to another worker once the lease expires; it is
-// applied exactly once.
+// A worker that leased an event to process it alone (its customer was busy,
+// or its batch failed) and died inside the apply transaction leaves it to
+// another worker once the lease expires; it is applied exactly once.
 func TestExpiredLeaseIsTakenOverOnce(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
@@ -227,12 +227,10 @@ func TestExpiredLeaseIsTakenOverOnce(t *testing.T) {
 		created := find(t, s, "customer.created")
 		insert(t, db, created, clk.Now())
 
-		claimed, err := db.Claim(ctx, store.ClaimParams{Worker: "doomed", Limit: 10, Now: clk.Now(), Lease: time.Minute})
-		require.NoError(t, err)
-		require.Len(t, claimed, 1)
+		claimed := storetest.Lease(t, db, "doomed", clk.Now().Add(time.Minute), created.ID)
 		// The doomed worker dies mid-transaction, after writing the mirror.
 		dying, die := context.WithCancel(ctx)
-		err = db.Process(dying, claimed[0], "doomed", clk.Now(), func(ctx context.Context, tx *store.Tx) error {
+		err := db.Process(dying, claimed[0], "doomed", clk.Now(), func(ctx context.Context, tx *store.Tx) error {
 			require.NoError(t, tx.EnsureCustomer(ctx, created.CustomerID))
 			die()
 			return ctx.Err()

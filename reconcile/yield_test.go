@@ -16,8 +16,7 @@ import (
 )
 
 // ingestingStore is a store whose deliveries are being stored for as long
-// as the test says, and which records how many of its claims and batches
-// run at once.
+// as the test says, and which records how many of its batches run at once.
 type ingestingStore struct {
 	*store.DB
 	mu     sync.Mutex
@@ -55,14 +54,9 @@ func (s *ingestingStore) enter() func() {
 	}
 }
 
-func (s *ingestingStore) Claim(ctx context.Context, p store.ClaimParams) ([]store.Event, error) {
+func (s *ingestingStore) ProcessDue(ctx context.Context, p store.ClaimParams, fn func(ctx context.Context, tx *store.Tx) error) (store.Batch, error) {
 	defer s.enter()()
-	return s.DB.Claim(ctx, p)
-}
-
-func (s *ingestingStore) ProcessBatch(ctx context.Context, events []store.Event, worker string, now time.Time, fn func(ctx context.Context, tx *store.Tx) error) ([]store.Event, []store.Event, error) {
-	defer s.enter()()
-	return s.DB.ProcessBatch(ctx, events, worker, now, fn)
+	return s.DB.ProcessDue(ctx, p, fn)
 }
 
 func (s *ingestingStore) peakActive() int {

@@ -16,7 +16,9 @@ import (
 )
 
 // settleAfterKill bounds the wait for the last events after a SIGKILL: the
-// dead process's claims are retaken only when their 1-minute lease expires.
+// events the dead process was applying in a batch are due again at once, but
+// those it held alone under a lease are retaken only when their 1-minute
+// lease expires.
 const settleAfterKill = 150 * time.Second
 
 // Scenario 1, crash: while a shuffled scenario with 25% duplicates is
@@ -27,9 +29,10 @@ const settleAfterKill = 150 * time.Second
 // Mechanisms: the commit before the 2xx (an acknowledged event killed before
 // its commit would be missing: "lost"); ON CONFLICT DO NOTHING (the retries
 // of deliveries whose answer the kill swallowed store nothing twice); the
-// lease, the guarded status change and the single apply transaction (a kill
-// mid-apply rolls back, and the retaken event is applied once: "doubled"
-// otherwise); the supersede rules (requireMirror).
+// claim inside the single apply transaction, the lease and the guarded status
+// change of an event applied alone (a kill mid-apply rolls back, and the
+// retaken event is applied once: "doubled" otherwise); the supersede rules
+// (requireMirror).
 func TestCrash(t *testing.T) {
 	t.Parallel()
 	sz := currentSize(t)

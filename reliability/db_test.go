@@ -42,9 +42,9 @@ func newDatabase(t *testing.T) *database {
 
 // settle waits until n events are stored and none is pending or deferred,
 // for at most timeout, and returns how long it took. A timeout fails t but
-// lets the test go on to the checks that name what is missing. A SIGKILLed
-// worker's claims are retaken only when their 1-minute lease expires, so
-// timeout must allow for that after a kill.
+// lets the test go on to the checks that name what is missing. The events a
+// SIGKILLed worker held alone under a lease are retaken only when their
+// 1-minute lease expires, so timeout must allow for that after a kill.
 func (d *database) settle(t *testing.T, n int, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
@@ -109,8 +109,9 @@ func (v verdict) String() string {
 //   - every sent event has exactly one row (the primary key and ON CONFLICT
 //     DO NOTHING) and no other row exists,
 //   - every event is applied, with exactly one `applied` history row (the
-//     lease and the guarded status change in the apply transaction; a
-//     re-apply after a crash or by a second replica would add a second one).
+//     claim's row locks, or the lease, and the guarded status change in the
+//     apply transaction; a re-apply after a crash or by a second replica
+//     would add a second one).
 func (d *database) requireExactlyOnce(t *testing.T, events []scenario.Event, acked []string) verdict {
 	t.Helper()
 	type row struct {

@@ -19,9 +19,10 @@ import (
 // deliveries are acknowledged and stays dead. Exactly once still holds, per
 // customer order still holds and the mirror is the in-order result.
 //
-// Mechanisms: FOR UPDATE SKIP LOCKED claims under a lease and the guarded
-// status change (no event applied by two replicas: "doubled"); lease expiry
-// (the dead replica's claims are retaken: "unapplied" otherwise); the
+// Mechanisms: FOR UPDATE SKIP LOCKED claims in the apply transaction, leases
+// for the events applied alone, and the guarded status change (no event
+// applied by two replicas: "doubled"); a dead replica's batches roll back
+// and lease expiry frees what it held alone ("unapplied" otherwise); the
 // per-customer advisory lock and the deferral on customer:cus_…
 // (requireCustomerOrder, requireMirror); LISTEN/NOTIFY across replicas is
 // exercised by releases applied on another replica than the one that

@@ -30,8 +30,8 @@ import (
 // Mechanisms: INSERT … ON CONFLICT (event_id) DO NOTHING (one row, exactly
 // one `accepted` answer per event across the replicas — a check-then-insert
 // would answer `accepted` several times and fail on the primary key), and the
-// claim under lease with the guarded status change (one `applied` history
-// row per event).
+// claim in the apply transaction with the guarded status change (one
+// `applied` history row per event).
 func TestDuplicateStorm(t *testing.T) {
 	t.Parallel()
 	sz := currentSize(t)

@@ -118,8 +118,7 @@ func TestStats(t *testing.T) {
 			storetest.Row{ID: "evt_9", Type: "invoice.paid", CustomerID: "cus_x", Status: store.StatusPending, Received: opsT0.Add(-10 * time.Minute)},
 		)
 		storetest.Seed(t, db, rows...)
-		_, err := db.Claim(ctx, store.ClaimParams{Worker: "w/0", Limit: 1, Now: opsT0, Lease: time.Minute})
-		require.NoError(t, err)
+		storetest.Lease(t, db, "w/0", opsT0.Add(time.Minute), "evt_5")
 
 		s, err := db.Stats(ctx, opsT0, 1)
 		require.NoError(t, err)
@@ -205,9 +204,7 @@ func TestReplayRefusesLeasedRows(t *testing.T) {
 		ctx := context.Background()
 		storetest.Seed(t, db, storetest.Row{ID: "evt_l", Type: "invoice.paid", CustomerID: "cus_a", Received: opsT0.Add(-time.Minute)},
 			storetest.Row{ID: "evt_p", Type: "invoice.paid", CustomerID: "cus_b", Received: opsT0})
-		claimed, err := db.Claim(ctx, store.ClaimParams{Worker: "w/0", Limit: 1, Now: opsT0, Lease: time.Minute})
-		require.NoError(t, err)
-		require.Equal(t, []string{"evt_l"}, opsIDs(claimed))
+		storetest.Lease(t, db, "w/0", opsT0.Add(time.Minute), "evt_l")
 
 		res, err := db.Replay(ctx, store.ReplayParams{IDs: []string{"evt_l"}, Now: opsT0.Add(time.Second)})
 		require.NoError(t, err)
@@ -268,9 +265,11 @@ func TestReplayBulkDeadRows(t *testing.T) {
 
 		// Replaying the pending rows again while a worker claims some: the
 		// claimed ones are skipped, the others reset.
-		claimed, err := db.Claim(ctx, store.ClaimParams{Worker: "w/1", Limit: 300, Now: opsT0, Lease: time.Minute})
-		require.NoError(t, err)
-		require.Len(t, claimed, 300)
+		var ids []string
+		for i := range 300 {
+			ids = append(ids, fmt.Sprintf("evt_paid_%05d", i))
+		}
+		claimed := storetest.Lease(t, db, "w/1", opsT0.Add(time.Minute), ids...)
 		res, err = db.Replay(ctx, store.ReplayParams{Filter: store.EventFilter{Statuses: []store.Status{store.StatusPending}}, Now: opsT0})
 		require.NoError(t, err)
 		require.Equal(t, []int{1500, 1200, 1200}, []int{res.Matched, res.Eligible, res.Replayed})
@@ -287,11 +286,9 @@ func TestDiscard(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		storetest.Seed(t, db, opsListSeed()...)
-		claimed, err := db.Claim(ctx, store.ClaimParams{Worker: "w/0", Limit: 1, Now: opsT0, Lease: time.Minute})
-		require.NoError(t, err)
-		require.Equal(t, []string{"evt_5"}, opsIDs(claimed))
+		storetest.Lease(t, db, "w/0", opsT0.Add(time.Minute), "evt_5")
 
-		_, err = db.Discard(ctx, store.DiscardParams{IDs: []string{"evt_4"}, Now: opsT0})
+		_, err := db.Discard(ctx, store.DiscardParams{IDs: []string{"evt_4"}, Now: opsT0})
 		require.ErrorIs(t, err, store.ErrInvalidInput)
 
 		res, err := db.Discard(ctx, store.DiscardParams{IDs: []string{"evt_4", "evt_2", "evt_1", "evt_5", "evt_nope"}, Reason: "test customer", Actor: "cli:ops", Now: opsT0})
@@ -330,9 +327,7 @@ func TestReplayNeverWaitsForAWorkersTransaction(t *testing.T) {
 	db := storetest.Postgres(t)
 	ctx := context.Background()
 	storetest.Seed(t, db, storetest.Row{ID: "evt_busy", Type: "customer.created", CustomerID: "cus_a", Received: opsT0})
-	claimed, err := db.Claim(ctx, store.ClaimParams{Worker: "w/0", Limit: 1, Now: opsT0, Lease: time.Minute})
-	require.NoError(t, err)
-	require.Len(t, claimed, 1)
+	claimed := storetest.Lease(t, db, "w/0", opsT0.Add(time.Minute), "evt_busy")
 
 	started, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
 	go func() {

@@ -17,108 +17,18 @@ import (
 // lease expired, or it was already processed. The caller should move on.
 var ErrNotClaimed = errors.New("event not claimed by this worker")
 
-// ClaimParams says who claims how many due events, when, and for how long.
+// ClaimParams says who claims how many due events, when, and for how long
+// the events left to the caller are leased (see ProcessDue).
 type ClaimParams struct {
-	Worker string        // lease owner recorded on the rows
+	Worker string        // worker recorded in the history and on leased rows
 	Limit  int           // at most this many rows
 	Now    time.Time     // rows due at or before Now are claimed
-	Lease  time.Duration // the rows are not due again before Now+Lease
+	Lease  time.Duration // leased rows are not due again before Now+Lease
 	// Partition and Partitions, on PostgreSQL, restrict the due rows to the
 	// customers (or, without one, the events) that hash into Partition of
 	// Partitions, so that the worker loops of one process never claim the
 	// same customer's events at once. Partitions 0 or 1 claims every row.
 	Partition, Partitions int
-}
-
-// Claim leases up to p.Limit pending events that are due, oldest first. A
-// claimed row's next_attempt_at moves to the end of its lease, so a worker
-// that dies leaves it to be claimed again when the lease expires. Rows still
-// leased to p.Worker itself are claimed again at once: a worker claims only
-// when it holds nothing, so such rows come from a claim whose answer was lost
-// (a dropped connection). Concurrent claimers never receive the same row (FOR
-// UPDATE SKIP LOCKED on PostgreSQL, one writer on SQLite). The events come
-// without their payload: Process and ProcessBatch read each row again, whole,
-// under lock.
-func (db *DB) Claim(ctx context.Context, p ClaimParams) ([]Event, error) {
-	until := ts(p.Now.Add(p.Lease))
-	// Two branches, each served by its own partial index: the due rows in
-	// time order (webhook_events_due) and the rows still leased to this
-	// worker (webhook_events_leased). One OR over both, or SQLite's own
-	// choice of index without statistics, sorts the whole backlog on every
-	// claim.
-	var query string
-	if db.dialect == Postgres {
-		query = `
-		WITH due AS (
-			SELECT event_id, next_attempt_at FROM webhook_events
-			WHERE status = 'pending' AND next_attempt_at <= $1
-				AND ($5 <= 1 OR mod(hashtext(COALESCE(customer_id, event_id))::bigint + 2147483648, $5) = $6)
-			ORDER BY next_attempt_at
-			LIMIT $2
-			FOR UPDATE SKIP LOCKED
-		), own AS (
-			SELECT event_id, next_attempt_at FROM webhook_events
-			WHERE status = 'pending' AND lease_owner = $3 AND next_attempt_at > $1
-			FOR UPDATE SKIP LOCKED
-		), claimed AS (
-			SELECT event_id AS claimed_id FROM (SELECT * FROM due UNION ALL SELECT * FROM own) AS c
-			ORDER BY next_attempt_at
-			LIMIT $2
-		)
-		UPDATE webhook_events e SET lease_owner = $3, lease_expires_at = $4, next_attempt_at = $4
-		FROM claimed WHERE e.event_id = claimed.claimed_id
-		RETURNING ` + stateColumns
-	} else {
-		query = `
-		UPDATE webhook_events SET lease_owner = $3, lease_expires_at = $4, next_attempt_at = $4
-		WHERE event_id IN (
-			SELECT event_id FROM (
-				SELECT event_id, next_attempt_at FROM (
-					SELECT event_id, next_attempt_at FROM webhook_events INDEXED BY webhook_events_due
-					WHERE status = 'pending' AND next_attempt_at <= $1
-					ORDER BY next_attempt_at
-					LIMIT $2
-				)
-				UNION ALL
-				SELECT event_id, next_attempt_at FROM webhook_events
-				WHERE status = 'pending' AND lease_owner = $3 AND next_attempt_at > $1
-			)
-			ORDER BY next_attempt_at
-			LIMIT $2
-		)
-		RETURNING ` + stateColumns
-	}
-	args := []any{ts(p.Now), p.Limit, p.Worker, until}
-	if db.dialect == Postgres {
-		args = append(args, p.Partitions, p.Partition)
-	}
-	query = db.rebind(query)
-	var events []Event
-	db.prepared.warm(ctx)
-	var err error
-	if db.dialect == Postgres {
-		// After a burst the planner's statistics still describe the table
-		// before it, and the partition filter gets a default selectivity
-		// of 0.5 %: it then expects a row or two and reads the whole due
-		// backlog through a bitmap scan and a sort, on every claim (22 ms
-		// against 1.3 ms with a backlog of 6,600 rows, and growing with
-		// it). Without bitmap scans the due index is read in order and the
-		// scan stops at the batch's last row.
-		err = db.withTx(ctx, func(tx *sqlx.Tx) error {
-			if _, err := tx.ExecContext(ctx, `SET LOCAL enable_bitmapscan = off`); err != nil {
-				return translate(err)
-			}
-			return translate(db.txSelect(ctx, tx, &events, query, args...))
-		})
-	} else if stmt := db.prepared.lookup(query); stmt != nil {
-		err = translate(stmt.SelectContext(ctx, &events, args...))
-	} else {
-		err = translate(db.db.SelectContext(ctx, &events, query, args...))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("claim events: %w", err)
-	}
-	return events, nil
 }
 
 // Tx is the transaction in which one claimed event is processed: its mirror
@@ -185,77 +95,60 @@ func (f *finished) write(ctx context.Context, db *DB, tx *sqlx.Tx, worker string
 	return nil
 }
 
-// Process runs fn in one transaction for the event ev, which the caller
-// claimed as worker. On PostgreSQL it first waits for the advisory lock on
+// Process runs fn in one transaction for the event ev, which is leased to
+// worker (ProcessDue's Batch.Leased). On PostgreSQL it first waits for the advisory lock on
 // ev's customer (or, without one, on the event), so one customer's events are
 // never processed concurrently, by any replica. It returns ErrNotClaimed when
 // the row is no longer pending under worker's lease, and fn's error,
 // untouched, after rolling back.
 func (db *DB) Process(ctx context.Context, ev Event, worker string, now time.Time, fn func(ctx context.Context, tx *Tx) error) error {
-	processed, _, err := db.process(ctx, []Event{ev}, worker, now, true, fn)
+	events := []Event{ev}
+	processed, _, err := db.process(ctx, worker, now, false, func(ctx context.Context, tx *sqlx.Tx) ([]Event, []Event, error) {
+		return db.pickClaimed(ctx, tx, events, worker)
+	}, fn)
 	if err == nil && len(processed) == 0 {
 		return fmt.Errorf("process %s: %w", ev.ID, ErrNotClaimed)
 	}
 	return err
 }
 
-// ProcessBatch runs fn for each of events, which the caller claimed as
-// worker, in order and in one transaction: one commit for the whole batch.
-// On PostgreSQL it takes, without waiting, the advisory lock of each event's
-// customer (or, without one, of the event); the events whose lock another
-// transaction holds are left out and returned as busy, still claimed, for the
-// caller to Process. Events no longer pending under worker's lease are
-// skipped. fn must record each event's outcome with one of Tx's Mark methods.
-//
-// The events a Release in the batch makes due, and whose customer the
-// transaction holds, are processed in the same transaction, after the ones
-// before them: fn runs for each, so that a dependent commits together with
-// the dependency it waited for instead of waiting for another claim.
-//
-// ProcessBatch returns the events fn processed, as locked, in the order fn
-// ran, once committed (an event deferred and then released within the batch
-// is there twice);
-// when fn fails it rolls the whole batch back and returns fn's error,
-// untouched.
-func (db *DB) ProcessBatch(ctx context.Context, events []Event, worker string, now time.Time, fn func(ctx context.Context, tx *Tx) error) (processed, busy []Event, err error) {
-	return db.process(ctx, events, worker, now, false, fn)
+// picker chooses, in a processing transaction, the events to process, locked
+// and in order, and those left out because another transaction holds their
+// serialization key.
+type picker func(ctx context.Context, tx *sqlx.Tx) (todo, busy []Event, err error)
+
+// pickClaimed waits for the serialization keys of events, leased to worker,
+// and picks those still pending under worker's lease.
+func (db *DB) pickClaimed(ctx context.Context, tx *sqlx.Tx, events []Event, worker string) (todo, busy []Event, err error) {
+	if _, err := db.lockKeys(ctx, tx, events, true); err != nil {
+		return nil, nil, err
+	}
+	todo, err = db.stillClaimed(ctx, tx, events, worker)
+	return todo, nil, err
 }
 
-// process runs fn for events in one transaction, waiting for their advisory
-// locks or leaving out the events whose lock is busy. Transactions that lose
-// a deadlock are retried from the start.
+// process runs fn, in one transaction, for the events pick chooses, and
+// returns those and the busy ones pick left out. Transactions that lose a
+// deadlock are retried from the start.
 //
-// Without wait (a batch), it also processes the events a Release makes due
-// whose serialization key the transaction holds. With wait (one event) it
-// does not: a failure of the released event would be blamed on the one that
+// With chain (a batch), it also processes the events a Release makes due
+// whose serialization key the transaction holds. Without (one event) it does
+// not: a failure of the released event would be blamed on the one that
 // released it.
-func (db *DB) process(ctx context.Context, events []Event, worker string, now time.Time, wait bool, fn func(ctx context.Context, tx *Tx) error) (processed, busy []Event, err error) {
+func (db *DB) process(ctx context.Context, worker string, now time.Time, chain bool, pick picker, fn func(ctx context.Context, tx *Tx) error) (processed, busy []Event, err error) {
 	var released int
 	err = db.withRetry(ctx, func(sqltx *sqlx.Tx) error {
 		processed, busy, released = processed[:0], busy[:0], 0
 		if err := db.commitAsync(ctx, sqltx); err != nil {
 			return err
 		}
-		busyKeys, err := db.lockKeys(ctx, sqltx, events, wait)
-		if err != nil {
+		var todo []Event
+		var err error
+		if todo, busy, err = pick(ctx, sqltx); err != nil {
 			return err
 		}
-		mine := events
-		if len(busyKeys) > 0 {
-			mine = slices.DeleteFunc(slices.Clone(events), func(ev Event) bool {
-				if busyKeys[serializationKey(ev)] {
-					busy = append(busy, ev)
-					return true
-				}
-				return false
-			})
-		}
-		todo, err := db.stillClaimed(ctx, sqltx, mine, worker)
-		if err != nil {
-			return err
-		}
-		held := make(map[string]bool, len(mine))
-		for _, ev := range mine {
+		held := make(map[string]bool, len(todo))
+		for _, ev := range todo {
 			held[serializationKey(ev)] = true
 		}
 		var fin *finished
@@ -276,7 +169,7 @@ func (db *DB) process(ctx context.Context, events []Event, worker string, now ti
 			released += len(tx.released)
 			processed = append(processed, cur)
 			for _, r := range tx.released {
-				if !wait && held[serializationKey(r)] {
+				if chain && held[serializationKey(r)] {
 					todo = append(todo, r)
 				}
 			}
@@ -306,7 +199,7 @@ func (db *DB) process(ctx context.Context, events []Event, worker string, now ti
 // durable inserts. This keeps exactly once: the mirror, status and history
 // of an event commit atomically, and the WAL is replayed in order, so a
 // database crash can only lose the latest applications whole, leaving those
-// events pending under an expired lease, to be applied again, once. The
+// events pending (or under an expired lease), to be applied again, once. The
 // inbox insert, which is what a 2xx promises, stays synchronous.
 func (db *DB) commitAsync(ctx context.Context, tx *sqlx.Tx) error {
 	if db.dialect != Postgres {
@@ -376,6 +269,17 @@ func (db *DB) stillClaimed(ctx context.Context, tx *sqlx.Tx, events []Event, wor
 
 // lockEvents reads the rows of events by id, locking them on PostgreSQL.
 func (db *DB) lockEvents(ctx context.Context, tx *sqlx.Tx, events []Event) (map[string]Event, error) {
+	query := `SELECT ` + eventColumns + ` FROM webhook_events WHERE event_id IN (?)`
+	if db.dialect == Postgres {
+		query += ` FOR UPDATE`
+	}
+	return db.rowsByID(ctx, tx, "lock", events, query)
+}
+
+// rowsByID runs query in tx, its last `IN (?)` taking the ids of events and
+// its other `?` args, and returns the rows it returns by id. what names it
+// in errors.
+func (db *DB) rowsByID(ctx context.Context, tx *sqlx.Tx, what string, events []Event, query string, args ...any) (map[string]Event, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -383,22 +287,22 @@ func (db *DB) lockEvents(ctx context.Context, tx *sqlx.Tx, events []Event) (map[
 	for i, ev := range events {
 		ids[i] = ev.ID
 	}
-	query, args, err := sqlx.In(`SELECT `+eventColumns+` FROM webhook_events WHERE event_id IN (?)`, ids)
+	query, args, err := sqlx.In(query, append(args, ids)...)
 	if err != nil {
-		return nil, fmt.Errorf("lock events: %w", err)
+		return nil, fmt.Errorf("%s events: %w", what, err)
 	}
 	if db.dialect == Postgres {
-		query = sqlx.Rebind(sqlx.DOLLAR, query) + ` FOR UPDATE`
+		query = sqlx.Rebind(sqlx.DOLLAR, query)
 	}
 	var rows []Event
 	if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
-		return nil, fmt.Errorf("lock %d events: %w", len(ids), translate(err))
+		return nil, fmt.Errorf("%s %d events: %w", what, len(ids), translate(err))
 	}
-	current := make(map[string]Event, len(rows))
+	byID := make(map[string]Event, len(rows))
 	for _, ev := range rows {
-		current[ev.ID] = ev
+		byID[ev.ID] = ev
 	}
-	return current, nil
+	return byID, nil
 }
 
 // Event returns the event being processed, as locked at the start of the
@@ -477,8 +381,8 @@ type Released struct {
 
 // Release makes every event deferred on dependency due now, stamping its
 // released_at and recording a `released` attempt for each, and returns them.
-// Workers are woken when the transaction commits. In a ProcessBatch that
-// holds their customer, the released events are processed in the same
+// Workers are woken when the transaction commits. In a ProcessDue batch
+// that holds their customer, the released events are processed in the same
 // transaction.
 func (tx *Tx) Release(ctx context.Context, dependency string) ([]Released, error) {
 	// A released event is due at once, and ahead of the backlog: it is due

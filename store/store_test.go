@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -89,7 +88,7 @@ func TestConcurrentInsertsOfOneEventStoreOneRow(t *testing.T) {
 
 // Sub-second times compare in time order on both engines (SQLite keeps them
 // as UTC text).
-func TestClaimTakesDueRowsInTimeOrder(t *testing.T) {
+func TestProcessDueTakesDueRowsInTimeOrder(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -97,69 +96,14 @@ func TestClaimTakesDueRowsInTimeOrder(t *testing.T) {
 			_, err := db.InsertEvent(ctx, newEvent("evt_"+string(rune('a'+i)), "cus_1", t0.Add(offset)))
 			require.NoError(t, err)
 		}
-		claimed, err := db.Claim(ctx, store.ClaimParams{Worker: "w", Limit: 10, Now: t0.Add(time.Second), Lease: time.Minute})
+		var seen []string
+		_, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 10, Now: t0.Add(time.Second), Lease: time.Minute},
+			func(ctx context.Context, tx *store.Tx) error {
+				seen = append(seen, tx.Event().ID)
+				return tx.MarkApplied(ctx, "")
+			})
 		require.NoError(t, err)
-		ids := map[string]bool{}
-		for _, ev := range claimed {
-			ids[ev.ID] = true
-			require.Equal(t, "w", ev.LeaseOwner)
-			require.True(t, ev.NextAttemptAt.Equal(t0.Add(time.Second+time.Minute)), "due again when the lease ends")
-		}
-		require.Equal(t, map[string]bool{"evt_a": true, "evt_b": true, "evt_c": true, "evt_e": true}, ids, "only rows due at t0+1s")
-
-		again, err := db.Claim(ctx, store.ClaimParams{Worker: "x", Limit: 10, Now: t0.Add(2 * time.Second), Lease: time.Minute})
-		require.NoError(t, err)
-		require.Len(t, again, 1, "leased rows are not claimed again")
-		require.Equal(t, "evt_d", again[0].ID)
-
-		own, err := db.Claim(ctx, store.ClaimParams{Worker: "x", Limit: 10, Now: t0.Add(3 * time.Second), Lease: time.Minute})
-		require.NoError(t, err)
-		require.Len(t, own, 1, "a worker takes back what is still leased to itself (a lost claim answer)")
-		require.Equal(t, "evt_d", own[0].ID)
-
-		expired, err := db.Claim(ctx, store.ClaimParams{Worker: "y", Limit: 10, Now: t0.Add(2 * time.Minute), Lease: time.Minute})
-		require.NoError(t, err)
-		require.Len(t, expired, 5, "expired leases are claimed again")
-	})
-}
-
-// Concurrent claimers never receive the same row.
-func TestConcurrentClaimsAreDisjoint(t *testing.T) {
-	t.Parallel()
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
-		ctx := context.Background()
-		const n = 200
-		for i := range n {
-			_, err := db.InsertEvent(ctx, newEvent(string(rune(0x4e00+i)), "cus_1", t0))
-			require.NoError(t, err)
-		}
-		var mu sync.Mutex
-		owner := map[string]string{}
-		var wg sync.WaitGroup
-		for w := range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; ; i++ {
-					// A worker claims only when it holds nothing, so each
-					// claim here is a worker of its own.
-					name := fmt.Sprintf("%c%d", 'A'+w, i)
-					got, err := db.Claim(ctx, store.ClaimParams{Worker: name, Limit: 7, Now: t0, Lease: time.Hour})
-					require.NoError(t, err)
-					if len(got) == 0 {
-						return
-					}
-					mu.Lock()
-					for _, ev := range got {
-						require.NotContains(t, owner, ev.ID, "claimed by %s and %s", owner[ev.ID], name)
-						owner[ev.ID] = name
-					}
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		require.Len(t, owner, n)
+		require.Equal(t, []string{"evt_c", "evt_b", "evt_e", "evt_a"}, seen, "only rows due at t0+1s, oldest first")
 	})
 }
 
@@ -167,13 +111,12 @@ func TestProcessRecordsOutcomesAndReleases(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		for _, id := range []string{"evt_wait1", "evt_wait2", "evt_cust"} {
+		ids := []string{"evt_wait1", "evt_wait2", "evt_cust"}
+		for _, id := range ids {
 			_, err := db.InsertEvent(ctx, newEvent(id, "cus_9", t0))
 			require.NoError(t, err)
 		}
-		claimed, err := db.Claim(ctx, store.ClaimParams{Worker: "w", Limit: 10, Now: t0, Lease: time.Minute})
-		require.NoError(t, err)
-		require.Len(t, claimed, 3)
+		claimed := storetest.Lease(t, db, "w", t0.Add(time.Minute), ids...)
 		wake, unsubscribe := db.Subscribe()
 		defer unsubscribe()
 		byID := map[string]store.Event{}
@@ -226,11 +169,7 @@ func TestFailCountsAttemptsAndDeadLetters(t *testing.T) {
 		ctx := context.Background()
 		_, err := db.InsertEvent(ctx, newEvent("evt_f", "cus_1", t0))
 		require.NoError(t, err)
-		claim := func(now time.Time) {
-			got, err := db.Claim(ctx, store.ClaimParams{Worker: "w", Limit: 1, Now: now, Lease: time.Minute})
-			require.NoError(t, err)
-			require.Len(t, got, 1)
-		}
+		claim := func(now time.Time) { storetest.Lease(t, db, "w", now.Add(time.Minute), "evt_f") }
 		claim(t0)
 		n, err := db.Fail(ctx, store.Failure{EventID: "evt_f", Worker: "w", Err: "boom 1", Now: t0, NextAttemptAt: t0.Add(time.Second)})
 		require.NoError(t, err)
@@ -262,9 +201,7 @@ func TestExpireDeferred(t *testing.T) {
 			_, err := db.InsertEvent(ctx, newEvent(id, "cus_1", t0))
 			require.NoError(t, err)
 		}
-		claimed, err := db.Claim(ctx, store.ClaimParams{Worker: "w", Limit: 2, Now: t0, Lease: time.Minute})
-		require.NoError(t, err)
-		for _, ev := range claimed {
+		for _, ev := range storetest.Lease(t, db, "w", t0.Add(time.Minute), "evt_old", "evt_new") {
 			deadline := t0.Add(time.Hour)
 			if ev.ID == "evt_new" {
 				deadline = t0.Add(2 * time.Hour)

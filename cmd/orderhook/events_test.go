@@ -18,10 +18,8 @@ func eventsCLI(t *testing.T, url string) opsCLI {
 	c := newOpsCLI(t, url)
 	storetest.Seed(t, c.db, statusRows(opsT)...)
 	ctx := context.Background()
-	claimed, err := c.db.Claim(ctx, store.ClaimParams{Worker: "w/0", Limit: 1, Now: opsT, Lease: time.Minute})
-	require.NoError(t, err)
-	require.Equal(t, "evt_5", claimed[0].ID)
-	_, err = c.db.Fail(ctx, store.Failure{EventID: "evt_5", Worker: "w/0", Err: "handler for x: boom", Now: opsT, NextAttemptAt: opsT.Add(time.Minute)})
+	storetest.Lease(t, c.db, "w/0", opsT.Add(time.Minute), "evt_5")
+	_, err := c.db.Fail(ctx, store.Failure{EventID: "evt_5", Worker: "w/0", Err: "handler for x: boom", Now: opsT, NextAttemptAt: opsT.Add(time.Minute)})
 	require.NoError(t, err)
 	return c
 }
@@ -220,9 +218,7 @@ func TestEventsReplayWhileAWorkerHoldsTheLease(t *testing.T) {
 		now := time.Now().UTC().Truncate(time.Second)
 		storetest.Seed(t, c.db, storetest.Row{ID: "evt_l", Type: "invoice.paid", CustomerID: "cus_a", Status: store.StatusPending, Received: now.Add(-time.Minute)})
 		ctx := context.Background()
-		claimed, err := c.db.Claim(ctx, store.ClaimParams{Worker: "worker/3", Limit: 1, Now: now, Lease: time.Hour})
-		require.NoError(t, err)
-		require.Len(t, claimed, 1)
+		claimed := storetest.Lease(t, c.db, "worker/3", now.Add(time.Hour), "evt_l")
 
 		for _, args := range [][]string{{"events", "replay", "evt_l"}, {"events", "replay", "evt_l", "--force"}, {"dead", "discard", "evt_l", "--reason", "x"}} {
 			out, _, err := c.run("", args...)

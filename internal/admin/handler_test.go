@@ -185,8 +185,7 @@ func TestReplayEvent(t *testing.T) {
 		require.Equal(t, "from applied: handler fixed", attempts[len(attempts)-1].Detail)
 
 		// evt_5 and the just replayed evt_1 are pending: a worker claims them.
-		_, err = db.Claim(ctx, store.ClaimParams{Worker: "w/0", Limit: 10, Now: now, Lease: time.Minute})
-		require.NoError(t, err)
+		storetest.Lease(t, db, "w/0", now.Add(time.Minute), "evt_5", "evt_1")
 		p = requireProblem(t, b.do(t, http.MethodPost, "/admin/api/events/evt_5/replay", ""), http.StatusConflict, "event-leased")
 		require.Contains(t, p.Detail, "a worker (w/0) is processing it")
 

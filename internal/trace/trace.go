@@ -184,14 +184,15 @@ type tracedStore struct {
 	t *Tracing
 }
 
-// ProcessBatch implements reconcile.Store.
-func (ts tracedStore) ProcessBatch(ctx context.Context, events []store.Event, worker string, now time.Time, fn func(ctx context.Context, tx *store.Tx) error) (processed, busy []store.Event, err error) {
+// ProcessDue implements reconcile.Store.
+func (ts tracedStore) ProcessDue(ctx context.Context, p store.ClaimParams, fn func(ctx context.Context, tx *store.Tx) error) (store.Batch, error) {
 	ctx, span := ts.t.tracer.Start(ctx, "reconcile batch", oteltrace.WithSpanKind(oteltrace.SpanKindConsumer),
-		oteltrace.WithAttributes(AttrWorker.String(worker), attribute.Int("orderhook.batch_size", len(events))))
+		oteltrace.WithAttributes(AttrWorker.String(p.Worker)))
 	defer span.End()
-	processed, busy, err = ts.Store.ProcessBatch(ctx, events, worker, now, ts.traced(worker, fn))
+	batch, err := ts.Store.ProcessDue(ctx, p, ts.traced(p.Worker, fn))
+	span.SetAttributes(attribute.Int("orderhook.batch_size", batch.Claimed))
 	record(span, err)
-	return processed, busy, err
+	return batch, err
 }
 
 // Process implements reconcile.Store.

@@ -66,3 +66,23 @@ func SeedDead(t testing.TB, db *store.DB, prefix, eventType string, n int, start
 	}
 	require.NoError(t, tx.Commit())
 }
+
+// Lease puts the pending rows ids under worker's lease until until, as a
+// worker leaves the events it processes one at a time (store.Batch.Leased),
+// and returns them, for store.Process, Fail and the operator commands.
+func Lease(t testing.TB, db *store.DB, worker string, until time.Time, ids ...string) []store.Event {
+	t.Helper()
+	ctx := context.Background()
+	events := make([]store.Event, len(ids))
+	for i, id := range ids {
+		res, err := db.SQLX().ExecContext(ctx, db.SQLX().Rebind(`UPDATE webhook_events SET lease_owner = ?, lease_expires_at = ?,
+			next_attempt_at = ? WHERE event_id = ? AND status = 'pending'`), worker, until.UTC().Truncate(time.Microsecond), until.UTC().Truncate(time.Microsecond), id)
+		require.NoError(t, err)
+		n, err := res.RowsAffected()
+		require.NoError(t, err)
+		require.EqualValues(t, 1, n, "lease %s: no pending row", id)
+		events[i], err = db.Event(ctx, id)
+		require.NoError(t, err)
+	}
+	return events
+}

@@ -1,0 +1,156 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Batch is what ProcessDue did.
+type Batch struct {
+	// Claimed is how many due events the transaction claimed.
+	Claimed int
+	// Processed holds the events fn processed, as locked, in the order fn
+	// ran, once committed: the claimed events in claim order, each event a
+	// Release made due after those queued when it was released (an event
+	// deferred and then released within the batch is there twice).
+	Processed []Event
+	// Leased holds the claimed events left for the caller to Process one at
+	// a time, leased to the worker until ClaimParams.Lease ends: those whose
+	// customer another transaction held, and, when fn failed, every claimed
+	// event still due.
+	Leased []Event
+}
+
+// ProcessDue claims up to p.Limit due events, oldest first, and runs fn for
+// each, in order and in the same transaction: one commit for the whole
+// batch. fn must record each event's outcome with one of Tx's Mark methods.
+// The events a Release in the batch makes due, and whose customer the
+// transaction holds, are processed in it too, after the ones before them,
+// so that a dependent commits together with the dependency it waited for.
+// The claim writes nothing: the transaction's row locks (FOR UPDATE SKIP
+// LOCKED on PostgreSQL, the one writer on SQLite) keep every other claimer
+// away until it commits, and a worker that dies leaves its events due again
+// at once, when its transaction rolls back.
+//
+// On PostgreSQL it takes the advisory locks of the claimed events'
+// customers without waiting; the events whose customer another transaction
+// holds are leased to p.Worker in the same transaction and returned in
+// Leased, for the caller to Process once that transaction is done.
+//
+// When fn fails, the transaction rolls back, and the claimed events still
+// due are then leased to p.Worker and returned in Leased with fn's error,
+// untouched, so that the caller can record the failure and process the
+// others one at a time. When the store fails, even under fn (its connection
+// is lost), nothing is leased and the error wraps ErrUnavailable.
+func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context.Context, tx *Tx) error) (Batch, error) {
+	db.prepared.warm(ctx)
+	var claimed []Event
+	until := ts(p.Now.Add(p.Lease))
+	processed, busy, err := db.process(ctx, p.Worker, p.Now, true, func(ctx context.Context, tx *sqlx.Tx) ([]Event, []Event, error) {
+		var err error
+		if claimed, err = db.claimDue(ctx, tx, p); err != nil {
+			return nil, nil, err
+		}
+		busyKeys, err := db.lockKeys(ctx, tx, claimed, false)
+		if err != nil || len(busyKeys) == 0 {
+			return claimed, nil, err
+		}
+		var todo, busy []Event
+		for _, ev := range claimed {
+			if busyKeys[serializationKey(ev)] {
+				busy = append(busy, ev)
+			} else {
+				todo = append(todo, ev)
+			}
+		}
+		busy, err = db.lease(ctx, tx, busy, p.Worker, p.Now, until)
+		return todo, busy, err
+	}, fn)
+	switch {
+	case err == nil:
+		return Batch{Claimed: len(claimed), Processed: processed, Leased: busy}, nil
+	case isUnavailable(err) && !errors.Is(err, ErrUnavailable):
+		// The connection died under fn: the store failed, not the event.
+		return Batch{}, translate(err)
+	case errors.Is(err, ErrUnavailable) || len(claimed) == 0:
+		return Batch{}, err
+	}
+	// fn failed: lease what it rolled back, for the caller to go through.
+	var leased []Event
+	ctx = context.WithoutCancel(ctx)
+	lerr := db.withTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
+		leased, err = db.lease(ctx, tx, claimed, p.Worker, p.Now, until)
+		return err
+	})
+	if lerr != nil {
+		return Batch{}, fmt.Errorf("%w (and leasing the batch again failed: %w)", err, lerr)
+	}
+	return Batch{Claimed: len(claimed), Leased: leased}, err
+}
+
+// claimDue locks and reads, whole, up to p.Limit due pending events of p's
+// partition, oldest first, skipping the rows another transaction holds.
+func (db *DB) claimDue(ctx context.Context, tx *sqlx.Tx, p ClaimParams) ([]Event, error) {
+	var events []Event
+	var err error
+	if db.dialect == Postgres {
+		// After a burst the planner's statistics still describe the table
+		// before it, and the partition filter gets a default selectivity
+		// of 0.5 %: it then expects a row or two and reads the whole due
+		// backlog through a bitmap scan and a sort, on every claim (22 ms
+		// against 1.3 ms with a backlog of 6,600 rows, and growing with
+		// it). Without bitmap scans the due index is read in order and the
+		// scan stops at the batch's last row. Reset at once, for the
+		// statements of the handlers.
+		if _, err = tx.ExecContext(ctx, `SET LOCAL enable_bitmapscan = off`); err == nil {
+			err = db.txSelect(ctx, tx, &events, `
+				SELECT `+eventColumns+` FROM webhook_events
+				WHERE status = 'pending' AND next_attempt_at <= $1
+					AND ($3 <= 1 OR mod(hashtext(COALESCE(customer_id, event_id))::bigint + 2147483648, $3) = $4)
+				ORDER BY next_attempt_at
+				LIMIT $2
+				FOR UPDATE SKIP LOCKED`, ts(p.Now), p.Limit, p.Partitions, p.Partition)
+		}
+		if err == nil {
+			_, err = tx.ExecContext(ctx, `RESET enable_bitmapscan`)
+		}
+	} else {
+		err = db.txSelect(ctx, tx, &events, `
+			SELECT `+eventColumns+` FROM webhook_events INDEXED BY webhook_events_due
+			WHERE status = 'pending' AND next_attempt_at <= $1
+			ORDER BY next_attempt_at
+			LIMIT $2`, ts(p.Now), p.Limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim due events: %w", translate(err))
+	}
+	return events, nil
+}
+
+// lease leases those of events that are still due and pending, and not
+// locked by another transaction, to worker until until, and returns them in
+// the order of events, without their payload.
+func (db *DB) lease(ctx context.Context, tx *sqlx.Tx, events []Event, worker string, now, until time.Time) ([]Event, error) {
+	pick := `SELECT event_id FROM webhook_events WHERE status = 'pending' AND next_attempt_at <= ? AND event_id IN (?)`
+	if db.dialect == Postgres {
+		pick += ` FOR UPDATE SKIP LOCKED`
+	}
+	byID, err := db.rowsByID(ctx, tx, "lease", events, `UPDATE webhook_events SET lease_owner = ?, lease_expires_at = ?, next_attempt_at = ?
+		WHERE event_id IN (`+pick+`)
+		RETURNING `+stateColumns, worker, ts(until), ts(until), ts(now))
+	if err != nil {
+		return nil, err
+	}
+	leased := make([]Event, 0, len(byID))
+	for _, ev := range events {
+		if l, ok := byID[ev.ID]; ok {
+			leased = append(leased, l)
+		}
+	}
+	return leased, nil
+}

@@ -1,0 +1,204 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderhook/orderhook/store"
+	"github.com/orderhook/orderhook/store/storetest"
+)
+
+func markApplied(ctx context.Context, tx *store.Tx) error { return tx.MarkApplied(ctx, "") }
+
+func insertAll(t *testing.T, db *store.DB, evs ...store.Event) {
+	t.Helper()
+	for _, ev := range evs {
+		_, err := db.InsertEvent(context.Background(), ev)
+		require.NoError(t, err)
+	}
+}
+
+func TestProcessDueAppliesTheOldestDueEventsInOneTransaction(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		insertAll(t, db, newEvent("evt_d3", "cus_da", t0.Add(2*time.Millisecond)), newEvent("evt_d1", "cus_db", t0),
+			newEvent("evt_d2", "cus_dc", t0.Add(time.Millisecond)), newEvent("evt_d4", "cus_dd", t0.Add(time.Hour)))
+
+		var seen []string
+		batch, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 2, Now: t0.Add(time.Second), Lease: time.Minute},
+			func(ctx context.Context, tx *store.Tx) error {
+				seen = append(seen, tx.Event().ID)
+				require.NotEmpty(t, tx.Event().Payload, "claimed whole")
+				return tx.MarkApplied(ctx, "")
+			})
+		require.NoError(t, err)
+		require.Equal(t, []string{"evt_d1", "evt_d2"}, seen, "the oldest due, in order, at most Limit")
+		require.Equal(t, 2, batch.Claimed)
+		require.Equal(t, []string{"evt_d1", "evt_d2"}, ids(batch.Processed))
+		require.Empty(t, batch.Leased)
+		for id, want := range map[string]store.Status{"evt_d1": store.StatusApplied, "evt_d2": store.StatusApplied, "evt_d3": store.StatusPending, "evt_d4": store.StatusPending} {
+			ev, err := db.Event(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, want, ev.Status, id)
+			require.Empty(t, ev.LeaseOwner, "%s: the claim writes no lease", id)
+		}
+	})
+}
+
+// The claim is the transaction's row locks: when the transaction dies, its
+// events are due again at once, with no lease to wait out.
+func TestProcessDueLeavesNothingBehindWhenItsConnectionDies(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	insertAll(t, db, newEvent("evt_dead1", "cus_dead1", t0))
+	now := t0.Add(time.Second)
+
+	_, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 16, Now: now, Lease: time.Hour},
+		func(ctx context.Context, tx *store.Tx) error {
+			_, err := tx.SQLX().ExecContext(ctx, `SELECT pg_terminate_backend(pg_backend_pid())`)
+			return err
+		})
+	require.ErrorIs(t, err, store.ErrUnavailable, "the store failed, not the event")
+
+	ev, err := db.Event(ctx, "evt_dead1")
+	require.NoError(t, err)
+	require.Equal(t, store.StatusPending, ev.Status)
+	require.Empty(t, ev.LeaseOwner)
+	batch, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w2", Limit: 16, Now: now, Lease: time.Hour}, markApplied)
+	require.NoError(t, err)
+	require.Equal(t, []string{"evt_dead1"}, ids(batch.Processed), "due again at once")
+}
+
+func TestProcessDueLeasesTheBatchWhenAnEventFails(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		insertAll(t, db, newEvent("evt_f1", "cus_fa", t0), newEvent("evt_f2", "cus_fb", t0.Add(time.Millisecond)))
+		boom := errors.New("boom")
+		now := t0.Add(time.Second)
+		batch, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 16, Now: now, Lease: time.Minute},
+			func(ctx context.Context, tx *store.Tx) error {
+				if err := tx.EnsureCustomer(ctx, tx.Event().CustomerID); err != nil {
+					return err
+				}
+				if tx.Event().ID == "evt_f2" {
+					return boom
+				}
+				return tx.MarkApplied(ctx, "")
+			})
+		require.ErrorIs(t, err, boom)
+		require.Equal(t, "boom", err.Error(), "fn's error, untouched")
+		require.Equal(t, 2, batch.Claimed)
+		require.Empty(t, batch.Processed)
+		require.Equal(t, []string{"evt_f1", "evt_f2"}, ids(batch.Leased), "in claim order")
+
+		for _, id := range []string{"evt_f1", "evt_f2"} {
+			ev, err := db.Event(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, store.StatusPending, ev.Status, "%s: rolled back with the batch", id)
+			require.Equal(t, "w", ev.LeaseOwner, "%s: leased, to be processed alone", id)
+			require.True(t, ev.NextAttemptAt.Equal(now.Add(time.Minute)), "%s: not due before the lease ends", id)
+		}
+		exists, err := db.CustomerExists(ctx, "cus_fa")
+		require.NoError(t, err)
+		require.False(t, exists, "the first event's mirror write rolled back with the batch")
+
+		again, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "x", Limit: 16, Now: now, Lease: time.Minute}, markApplied)
+		require.NoError(t, err)
+		require.Zero(t, again.Claimed, "another worker does not claim leased events")
+		require.NoError(t, db.Process(ctx, batch.Leased[0], "w", now, markApplied))
+	})
+}
+
+// A batch does not wait for a customer another transaction is processing: it
+// leases that customer's events to the worker and processes the rest.
+func TestProcessDueLeasesBusyCustomers(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	insertAll(t, db, newEvent("evt_bx1", "cus_bx", t0), newEvent("evt_by1", "cus_by", t0.Add(time.Millisecond)),
+		newEvent("evt_bx2", "cus_bx", t0.Add(2*time.Millisecond)))
+
+	holder, err := db.SQLX().BeginTxx(ctx, nil)
+	require.NoError(t, err)
+	defer func() { _ = holder.Rollback() }()
+	_, err = holder.Exec(`SELECT pg_advisory_xact_lock(hashtextextended('orderhook:customer:cus_bx', 0))`)
+	require.NoError(t, err)
+
+	now := t0.Add(time.Second)
+	batch, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 16, Now: now, Lease: time.Minute}, markApplied)
+	require.NoError(t, err)
+	require.Equal(t, 3, batch.Claimed)
+	require.Equal(t, []string{"evt_by1"}, ids(batch.Processed))
+	require.Equal(t, []string{"evt_bx1", "evt_bx2"}, ids(batch.Leased), "in claim order")
+	ev, err := db.Event(ctx, "evt_bx1")
+	require.NoError(t, err)
+	require.Equal(t, store.StatusPending, ev.Status)
+	require.Equal(t, "w", ev.LeaseOwner, "leased in the batch's transaction")
+
+	done := make(chan error, 1)
+	go func() { done <- db.Process(ctx, batch.Leased[0], "w", now, markApplied) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Process did not wait for the customer's lock: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	require.NoError(t, holder.Rollback())
+	require.NoError(t, <-done)
+}
+
+// Concurrent batches never process the same event: each is applied once.
+func TestConcurrentProcessDueAppliesEachEventOnce(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		const n = 200
+		for i := range n {
+			insertAll(t, db, newEvent(fmt.Sprintf("evt_once%03d", i), fmt.Sprintf("cus_once%03d", i), t0.Add(time.Duration(i)*time.Millisecond)))
+		}
+		var mu sync.Mutex
+		runs := map[string]int{}
+		errs := make(chan error, 8)
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				for {
+					batch, err := db.ProcessDue(ctx, store.ClaimParams{Worker: fmt.Sprint("w", w), Limit: 7, Now: t0.Add(time.Second), Lease: time.Hour},
+						func(ctx context.Context, tx *store.Tx) error {
+							mu.Lock()
+							runs[tx.Event().ID]++
+							mu.Unlock()
+							return tx.MarkApplied(ctx, "")
+						})
+					switch {
+					case err != nil:
+						errs <- err
+						return
+					case len(batch.Leased) > 0:
+						errs <- fmt.Errorf("leased %v: no customer is shared", ids(batch.Leased))
+						return
+					case batch.Claimed == 0:
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		require.Len(t, runs, n)
+		for id, r := range runs {
+			require.Equal(t, 1, r, "%s processed %d times", id, r)
+		}
+	})
+}
