@@ -96,11 +96,11 @@ func (f *finished) write(ctx context.Context, db *DB, tx *sqlx.Tx, worker string
 }
 
 // Process runs fn in one transaction for the event ev, which is leased to
-// worker (ProcessDue's Batch.Leased). On PostgreSQL it first waits for the advisory lock on
-// ev's customer (or, without one, on the event), so one customer's events are
-// never processed concurrently, by any replica. It returns ErrNotClaimed when
-// the row is no longer pending under worker's lease, and fn's error,
-// untouched, after rolling back.
+// worker (ProcessDue's Batch.Leased). On PostgreSQL it first waits for the
+// advisory lock on ev's customer (or, without one, on the event), so one
+// customer's events are never processed concurrently, by any replica. It
+// returns ErrNotClaimed when the row is no longer pending under worker's
+// lease, and fn's error, untouched, after rolling back.
 func (db *DB) Process(ctx context.Context, ev Event, worker string, now time.Time, fn func(ctx context.Context, tx *Tx) error) error {
 	events := []Event{ev}
 	processed, _, err := db.process(ctx, worker, now, false, func(ctx context.Context, tx *sqlx.Tx) ([]Event, []Event, error) {
