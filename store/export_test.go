@@ -29,3 +29,11 @@ func SetIngestQuiet(db *DB, d time.Duration) {
 	defer f.mu.Unlock()
 	f.quiet = d
 }
+
+// InsertsUnderWay returns how many InsertEvent calls of db are under way.
+func InsertsUnderWay(db *DB) int {
+	f := db.ingest.inFlight
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}

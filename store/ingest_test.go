@@ -214,3 +214,51 @@ func requireClosed(t *testing.T, ch <-chan struct{}, why string) {
 		t.Fatalf("IngestIdle still open: %s", why)
 	}
 }
+
+// Deliveries that arrive while a batch commits wait for it and then share
+// the next statement and commit: one transaction for all of them.
+func TestDeliveriesQueuedDuringACommitShareTheNext(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+
+	// Hold the committer: its INSERT of evt_qblock waits for this
+	// transaction's uncommitted row with the same id.
+	blocker, err := db.SQLX().BeginTxx(ctx, nil)
+	require.NoError(t, err)
+	defer func() { _ = blocker.Rollback() }()
+	_, err = blocker.Exec(`INSERT INTO webhook_events (event_id, type, created, payload, received_at, next_attempt_at)
+		VALUES ('evt_qblock', 'invoice.paid', now(), '{}', now(), now())`)
+	require.NoError(t, err)
+
+	const n = 10
+	var wg sync.WaitGroup
+	errs := make(chan error, n+1)
+	wg.Go(func() {
+		_, err := db.InsertEvent(ctx, newEvent("evt_qblock", "cus_q", t0))
+		errs <- err
+	})
+	require.Eventually(t, func() bool { return store.InsertsUnderWay(db) == 1 }, 10*time.Second, time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // the committer is inside the blocked statement
+	for i := range n {
+		wg.Go(func() {
+			_, err := db.InsertEvent(ctx, newEvent(fmt.Sprintf("evt_q%02d", i), "cus_q", t0))
+			errs <- err
+		})
+	}
+	require.Eventually(t, func() bool { return store.InsertsUnderWay(db) == n+1 }, 10*time.Second, time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // each waits to hand its row over
+	var stored int
+	require.NoError(t, db.SQLX().Get(&stored, `SELECT count(*) FROM webhook_events WHERE event_id LIKE 'evt_q__'`))
+	require.Zero(t, stored, "nothing commits while a batch is committing")
+
+	require.NoError(t, blocker.Rollback())
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	var transactions int
+	require.NoError(t, db.SQLX().Get(&transactions, `SELECT count(DISTINCT xmin::text) FROM webhook_events WHERE event_id LIKE 'evt_q__'`))
+	require.Equal(t, 1, transactions, "the %d deliveries queued during the commit share one transaction", n)
+}
