@@ -73,10 +73,11 @@ func SeedDead(t testing.TB, db *store.DB, prefix, eventType string, n int, start
 func Lease(t testing.TB, db *store.DB, worker string, until time.Time, ids ...string) []store.Event {
 	t.Helper()
 	ctx := context.Background()
+	until = until.UTC().Truncate(time.Microsecond) // as the store writes times
 	events := make([]store.Event, len(ids))
 	for i, id := range ids {
 		res, err := db.SQLX().ExecContext(ctx, db.SQLX().Rebind(`UPDATE webhook_events SET lease_owner = ?, lease_expires_at = ?,
-			next_attempt_at = ? WHERE event_id = ? AND status = 'pending'`), worker, until.UTC().Truncate(time.Microsecond), until.UTC().Truncate(time.Microsecond), id)
+			next_attempt_at = ? WHERE event_id = ? AND status = 'pending'`), worker, until, until, id)
 		require.NoError(t, err)
 		n, err := res.RowsAffected()
 		require.NoError(t, err)
