@@ -37,3 +37,14 @@ func InsertsUnderWay(db *DB) int {
 	defer f.mu.Unlock()
 	return f.n
 }
+
+// InsertPrepared reports whether the inbox INSERT of a batch of rows events
+// is prepared.
+func InsertPrepared(db *DB, rows int) bool {
+	events := make([]Event, rows)
+	query, _ := db.insertStatement(events)
+	c := db.prepared
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stmts[query] != nil
+}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // ErrClosed is returned by InsertEvent once the DB is closing.
@@ -23,6 +25,12 @@ const (
 	// waiting deliveries with an error (and the sender retries) instead of
 	// holding them until the sender gives up.
 	batchTimeout = 10 * time.Second
+	// preparedRows bounds the batches whose INSERT is prepared. Each batch
+	// size is a statement of its own, kept prepared on every connection
+	// that runs it; parsing and planning one costs PostgreSQL more than
+	// the insert of a few rows (BENCHMARKS.md), but a batch of more rows
+	// than this is rare and pays it over all of them.
+	preparedRows = 64
 )
 
 // groupCommitter coalesces concurrent InsertEvent calls into one multi-row
@@ -240,8 +248,19 @@ func (db *DB) insertEvents(ctx context.Context, events []Event) ([]bool, error) 
 		}
 	}
 	query, args := db.insertStatement(unique)
+	var stmt *sqlx.Stmt
+	if len(unique) <= preparedRows {
+		db.prepared.warm(ctx)
+		stmt = db.prepared.lookup(query)
+	}
 	var ids []string
-	if err := db.db.SelectContext(ctx, &ids, query, args...); err != nil {
+	var err error
+	if stmt != nil {
+		err = stmt.SelectContext(ctx, &ids, args...)
+	} else {
+		err = db.db.SelectContext(ctx, &ids, query, args...)
+	}
+	if err != nil {
 		return nil, translate(err)
 	}
 	inserted := make([]bool, len(events))

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -261,4 +262,34 @@ func TestDeliveriesQueuedDuringACommitShareTheNext(t *testing.T) {
 	var transactions int
 	require.NoError(t, db.SQLX().Get(&transactions, `SELECT count(DISTINCT xmin::text) FROM webhook_events WHERE event_id LIKE 'evt_q__'`))
 	require.Equal(t, 1, transactions, "the %d deliveries queued during the commit share one transaction", n)
+}
+
+// The INSERT of a batch size seen before runs prepared, up to a bound; a
+// bigger batch is parsed each time.
+func TestInsertOfACommonBatchSizeIsPrepared(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		for i := range 3 {
+			_, err := db.InsertEvent(ctx, newEvent(fmt.Sprintf("evt_prep%d", i), "cus_1", t0))
+			require.NoError(t, err)
+		}
+		require.True(t, store.InsertPrepared(db, 1), "the one-row INSERT, seen before, is prepared")
+
+		var big []store.Event
+		for i := range 65 {
+			big = append(big, newEvent(fmt.Sprintf("evt_big%02d", i), "cus_1", t0))
+		}
+		for range 2 {
+			_, errs := store.CommitBatch(db, big)
+			for _, err := range errs {
+				require.NoError(t, err)
+			}
+			big = slices.Clone(big)
+			for i := range big {
+				big[i].ID += "x"
+			}
+		}
+		require.False(t, store.InsertPrepared(db, 65), "a batch of more than 64 rows is not prepared")
+	})
 }

@@ -8,11 +8,11 @@ import (
 	"github.com/jmoiron/sqlx"
 )
 
-// preparedCache holds the statements of the claim and apply paths prepared
-// on the pool. database/sql prepares each on a connection the first time a
-// transaction on that connection uses it and keeps it there, so the engine
-// parses and plans a statement once per connection instead of once per
-// event.
+// preparedCache holds the statements of the claim and apply paths, and the
+// inbox INSERT of each common batch size, prepared on the pool. database/sql
+// prepares each on a connection the first time a statement or transaction on
+// that connection uses it and keeps it there, so the engine parses and plans
+// a statement once per connection instead of once per event or batch.
 //
 // A transaction never prepares on the pool itself: that needs a second
 // connection while it holds one, and on SQLite's single connection it would
