@@ -48,18 +48,19 @@ type Batch struct {
 // is lost), nothing is leased and the error wraps ErrUnavailable.
 func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context.Context, tx *Tx) error) (Batch, error) {
 	db.prepared.warm(ctx)
-	var claimed []Event
+	var claimed, busy []Event // of the transaction's last attempt
 	until := ts(p.Now.Add(p.Lease))
-	processed, busy, err := db.process(ctx, p.Worker, p.Now, true, func(ctx context.Context, tx *sqlx.Tx) ([]Event, []Event, error) {
+	processed, err := db.process(ctx, p.Worker, p.Now, true, func(ctx context.Context, tx *sqlx.Tx) ([]Event, error) {
+		busy = nil
 		var err error
 		if claimed, err = db.claimDue(ctx, tx, p); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		busyKeys, err := db.lockKeys(ctx, tx, claimed, false)
 		if err != nil || len(busyKeys) == 0 {
-			return claimed, nil, err
+			return claimed, err
 		}
-		var todo, busy []Event
+		var todo []Event
 		for _, ev := range claimed {
 			if busyKeys[serializationKey(ev)] {
 				busy = append(busy, ev)
@@ -68,7 +69,7 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 			}
 		}
 		busy, err = db.lease(ctx, tx, busy, p.Worker, p.Now, until)
-		return todo, busy, err
+		return todo, err
 	}, fn)
 	switch {
 	case err == nil:

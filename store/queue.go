@@ -103,7 +103,7 @@ func (f *finished) write(ctx context.Context, db *DB, tx *sqlx.Tx, worker string
 // lease, and fn's error, untouched, after rolling back.
 func (db *DB) Process(ctx context.Context, ev Event, worker string, now time.Time, fn func(ctx context.Context, tx *Tx) error) error {
 	events := []Event{ev}
-	processed, _, err := db.process(ctx, worker, now, false, func(ctx context.Context, tx *sqlx.Tx) ([]Event, []Event, error) {
+	processed, err := db.process(ctx, worker, now, false, func(ctx context.Context, tx *sqlx.Tx) ([]Event, error) {
 		return db.pickClaimed(ctx, tx, events, worker)
 	}, fn)
 	if err == nil && len(processed) == 0 {
@@ -113,38 +113,35 @@ func (db *DB) Process(ctx context.Context, ev Event, worker string, now time.Tim
 }
 
 // picker chooses, in a processing transaction, the events to process, locked
-// and in order, and those left out because another transaction holds their
-// serialization key.
-type picker func(ctx context.Context, tx *sqlx.Tx) (todo, busy []Event, err error)
+// and in order.
+type picker func(ctx context.Context, tx *sqlx.Tx) ([]Event, error)
 
 // pickClaimed waits for the serialization keys of events, leased to worker,
 // and picks those still pending under worker's lease.
-func (db *DB) pickClaimed(ctx context.Context, tx *sqlx.Tx, events []Event, worker string) (todo, busy []Event, err error) {
+func (db *DB) pickClaimed(ctx context.Context, tx *sqlx.Tx, events []Event, worker string) ([]Event, error) {
 	if _, err := db.lockKeys(ctx, tx, events, true); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	todo, err = db.stillClaimed(ctx, tx, events, worker)
-	return todo, nil, err
+	return db.stillClaimed(ctx, tx, events, worker)
 }
 
 // process runs fn, in one transaction, for the events pick chooses, and
-// returns those and the busy ones pick left out. Transactions that lose a
-// deadlock are retried from the start.
+// returns those fn processed. Transactions that lose a deadlock are retried
+// from the start.
 //
 // With chain (a batch), it also processes the events a Release makes due
 // whose serialization key the transaction holds. Without (one event) it does
 // not: a failure of the released event would be blamed on the one that
 // released it.
-func (db *DB) process(ctx context.Context, worker string, now time.Time, chain bool, pick picker, fn func(ctx context.Context, tx *Tx) error) (processed, busy []Event, err error) {
+func (db *DB) process(ctx context.Context, worker string, now time.Time, chain bool, pick picker, fn func(ctx context.Context, tx *Tx) error) (processed []Event, err error) {
 	var released int
 	err = db.withRetry(ctx, func(sqltx *sqlx.Tx) error {
-		processed, busy, released = processed[:0], busy[:0], 0
+		processed, released = processed[:0], 0
 		if err := db.commitAsync(ctx, sqltx); err != nil {
 			return err
 		}
-		var todo []Event
-		var err error
-		if todo, busy, err = pick(ctx, sqltx); err != nil {
+		todo, err := pick(ctx, sqltx)
+		if err != nil {
 			return err
 		}
 		held := make(map[string]bool, len(todo))
@@ -186,12 +183,12 @@ func (db *DB) process(ctx context.Context, worker string, now time.Time, chain b
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if released > 0 {
 		db.wake.signal()
 	}
-	return processed, busy, nil
+	return processed, nil
 }
 
 // commitAsync lets a processing transaction commit without waiting for its
