@@ -152,6 +152,10 @@ func (w *Worker) write(ctx context.Context, tx *store.Tx, ev store.Event, builti
 		}
 	}
 	if handler != nil {
+		// The handler may read the mirror as applied so far.
+		if err := tx.Flush(ctx); err != nil {
+			return "", err
+		}
 		if err := handler(ctx, tx.SQLX(), handlerEvent(ev)); err != nil {
 			return "", fmt.Errorf("handler for %s: %w", ev.Type, err)
 		}

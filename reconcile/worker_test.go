@@ -173,8 +173,9 @@ func TestHandlerErrorsAreRetriedThenDead(t *testing.T) {
 	})
 }
 
-// A handler's writes commit with the status change: a failure after the
-// write rolls it back, and the retry writes once.
+// A handler reads the mirror as applied so far, and its writes commit with
+// the status change: a failure after the write rolls it back, and the retry
+// writes once.
 func TestHandlerWritesCommitExactlyOnce(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
@@ -191,6 +192,14 @@ func TestHandlerWritesCommitExactlyOnce(t *testing.T) {
 					}
 					if err := ev.DecodeObject(&inv); err != nil {
 						return err
+					}
+					// The mirror, as applied so far, is there to read.
+					var mirrored int64
+					if err := tx.GetContext(ctx, &mirrored, tx.Rebind(`SELECT amount_paid FROM stripe_invoices WHERE id = ?`), ev.ObjectID); err != nil {
+						return fmt.Errorf("read the mirror: %w", err)
+					}
+					if mirrored != inv.AmountPaid {
+						return fmt.Errorf("the mirror holds %d paid, the event %d", mirrored, inv.AmountPaid)
 					}
 					if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO credits (invoice_id, amount) VALUES (?, ?)`), ev.ObjectID, inv.AmountPaid); err != nil {
 						return err

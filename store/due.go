@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -50,25 +51,30 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 	db.prepared.warm(ctx)
 	var claimed, busy []Event // of the transaction's last attempt
 	until := ts(p.Now.Add(p.Lease))
-	processed, err := db.process(ctx, p.Worker, p.Now, true, func(ctx context.Context, tx *sqlx.Tx) ([]Event, error) {
+	processed, err := db.process(ctx, p.Worker, p.Now, true, func(ctx context.Context, tx *sqlx.Tx, h *held) ([]Event, error) {
 		busy = nil
-		var err error
-		if claimed, err = db.claimDue(ctx, tx, p); err != nil {
+		if err := db.setLocal(ctx, tx, asyncCommit, noBitmapScans); err != nil {
 			return nil, err
 		}
-		busyKeys, err := db.lockKeys(ctx, tx, claimed, false)
-		if err != nil || len(busyKeys) == 0 {
-			return claimed, err
+		if h != nil {
+			h.bitmapOff = true
+		}
+		var free []bool
+		var err error
+		if claimed, free, err = db.claimDue(ctx, tx, p); err != nil {
+			return nil, err
 		}
 		var todo []Event
-		for _, ev := range claimed {
-			if busyKeys[serializationKey(ev)] {
-				busy = append(busy, ev)
-			} else {
+		for i, ev := range claimed {
+			if free[i] {
 				todo = append(todo, ev)
+			} else {
+				busy = append(busy, ev)
 			}
 		}
-		busy, err = db.lease(ctx, tx, busy, p.Worker, p.Now, until)
+		if len(busy) > 0 {
+			busy, err = db.lease(ctx, tx, busy, p.Worker, p.Now, until)
+		}
 		return todo, err
 	}, fn)
 	switch {
@@ -95,42 +101,58 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 }
 
 // claimDue locks and reads, whole, up to p.Limit due pending events of p's
-// partition, oldest first, skipping the rows another transaction holds.
-func (db *DB) claimDue(ctx context.Context, tx *sqlx.Tx, p ClaimParams) ([]Event, error) {
-	var events []Event
-	var err error
+// partition, oldest first, skipping the rows another transaction holds. On
+// PostgreSQL, in the same statement, it takes the advisory locks of their
+// customers without waiting, and reports for each event whether its
+// customer's lock was free (on SQLite always: every write transaction is
+// exclusive).
+func (db *DB) claimDue(ctx context.Context, tx *sqlx.Tx, p ClaimParams) (events []Event, free []bool, err error) {
+	var rows []claimedRow
 	if db.dialect == Postgres {
-		// After a burst the planner's statistics still describe the table
-		// before it, and the partition filter gets a default selectivity
-		// of 0.5 %: it then expects a row or two and reads the whole due
-		// backlog through a bitmap scan and a sort, on every claim (22 ms
-		// against 1.3 ms with a backlog of 6,600 rows, and growing with
-		// it). Without bitmap scans the due index is read in order and the
-		// scan stops at the batch's last row. Reset at once, for the
-		// statements of the handlers.
-		if _, err = tx.ExecContext(ctx, `SET LOCAL enable_bitmapscan = off`); err == nil {
-			err = db.txSelect(ctx, tx, &events, `
+		// The transaction runs without bitmap scans (noBitmapScans), for
+		// this statement: after a burst the planner's statistics still
+		// describe the table before it, and the partition filter gets a
+		// default selectivity of 0.5 %: it then expects a row or two and
+		// reads the whole due backlog through a bitmap scan and a sort, on
+		// every claim (22 ms against 1.3 ms with a backlog of 6,600 rows,
+		// and growing with it). Without bitmap scans the due index is read
+		// in order and the scan stops at the batch's last row.
+		err = db.txSelect(ctx, tx, &rows, `
+			WITH claimed AS (
 				SELECT `+eventColumns+` FROM webhook_events
 				WHERE status = 'pending' AND next_attempt_at <= $1
 					AND ($3 <= 1 OR mod(hashtext(COALESCE(customer_id, event_id))::bigint + 2147483648, $3) = $4)
 				ORDER BY next_attempt_at
 				LIMIT $2
-				FOR UPDATE SKIP LOCKED`, ts(p.Now), p.Limit, p.Partitions, p.Partition)
-		}
-		if err == nil {
-			_, err = tx.ExecContext(ctx, `RESET enable_bitmapscan`)
-		}
+				FOR UPDATE SKIP LOCKED
+			)
+			SELECT *, pg_try_advisory_xact_lock(hashtextextended(`+serializationKeySQL+`, 0)) AS free FROM claimed`,
+			ts(p.Now), p.Limit, p.Partitions, p.Partition)
 	} else {
-		err = db.txSelect(ctx, tx, &events, `
-			SELECT `+eventColumns+` FROM webhook_events INDEXED BY webhook_events_due
+		err = db.txSelect(ctx, tx, &rows, `
+			SELECT `+eventColumns+`, true AS free FROM webhook_events INDEXED BY webhook_events_due
 			WHERE status = 'pending' AND next_attempt_at <= $1
 			ORDER BY next_attempt_at
 			LIMIT $2`, ts(p.Now), p.Limit)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("claim due events: %w", translate(err))
+		return nil, nil, fmt.Errorf("claim due events: %w", translate(err))
 	}
-	return events, nil
+	// Oldest first, whatever order the locking left them in.
+	slices.SortStableFunc(rows, func(a, b claimedRow) int {
+		return a.NextAttemptAt.Compare(b.NextAttemptAt)
+	})
+	events, free = make([]Event, len(rows)), make([]bool, len(rows))
+	for i, r := range rows {
+		events[i], free[i] = r.Event, r.Free
+	}
+	return events, free, nil
+}
+
+// claimedRow is a claimed event and whether its customer's lock was free.
+type claimedRow struct {
+	Event
+	Free bool `db:"free"`
 }
 
 // lease leases those of events that are still due and pending, and not

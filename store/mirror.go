@@ -116,6 +116,10 @@ func (tx *Tx) EnsureCustomer(ctx context.Context, id string) error {
 	if exists, err := tx.CustomerExists(ctx, id); err != nil || exists {
 		return err
 	}
+	if tx.held != nil {
+		hold(tx.mirror, tx.mirror.customers, kindCustomer, id, &Customer{ID: id})
+		return nil
+	}
 	if err := tx.exec(ctx, "customer stub "+id, `
 		INSERT INTO stripe_customers (id, updated_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, id, tx.now); err != nil {
 		return err
@@ -125,8 +129,13 @@ func (tx *Tx) EnsureCustomer(ctx context.Context, id string) error {
 }
 
 // PutCustomer writes c, replacing the row with its id. The caller has decided
-// that the event supersedes what the row holds.
+// that the event supersedes what the row holds. On PostgreSQL, like every
+// mirror write, it is held until the transaction ends or Flush.
 func (tx *Tx) PutCustomer(ctx context.Context, c Customer) error {
+	if tx.held != nil {
+		hold(tx.mirror, tx.mirror.customers, kindCustomer, c.ID, &c)
+		return nil
+	}
 	err := tx.exec(ctx, "customer "+c.ID, `
 		INSERT INTO stripe_customers (id, email, name, deleted, livemode, last_event_id, last_event_type, last_event_created, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -142,6 +151,10 @@ func (tx *Tx) PutCustomer(ctx context.Context, c Customer) error {
 
 // PutSubscription writes s, replacing the row with its id.
 func (tx *Tx) PutSubscription(ctx context.Context, s Subscription) error {
+	if tx.held != nil {
+		hold(tx.mirror, tx.mirror.subscriptions, kindSubscription, s.ID, &s)
+		return nil
+	}
 	err := tx.exec(ctx, "subscription "+s.ID, `
 		INSERT INTO stripe_subscriptions (id, customer_id, status, cancel_at_period_end, current_period_end, canceled_at,
 			livemode, last_event_id, last_event_type, last_event_created, updated_at)
@@ -161,6 +174,10 @@ func (tx *Tx) PutSubscription(ctx context.Context, s Subscription) error {
 
 // PutInvoice writes in, replacing the row with its id.
 func (tx *Tx) PutInvoice(ctx context.Context, in Invoice) error {
+	if tx.held != nil {
+		hold(tx.mirror, tx.mirror.invoices, kindInvoice, in.ID, &in)
+		return nil
+	}
 	err := tx.exec(ctx, "invoice "+in.ID, `
 		INSERT INTO stripe_invoices (id, customer_id, subscription_id, status, amount_due, amount_paid, currency,
 			livemode, last_event_id, last_event_type, last_event_created, updated_at)

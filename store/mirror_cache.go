@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
@@ -16,18 +17,59 @@ import (
 // happens under the lock of its customer, and the transaction holds the lock
 // of every customer whose events it processes; registered handlers must not
 // write the mirror tables.
+//
+// On PostgreSQL the transaction's writes are held here, too, until the
+// transaction writes them all at once (see held).
 type mirrorCache struct {
 	customers     rows[Customer]
 	subscriptions rows[Subscription]
 	invoices      rows[Invoice]
+	unwritten     map[rowKey]bool // held rows not yet in the database
+}
+
+// rowKind names a mirror table.
+type rowKind int
+
+const (
+	kindCustomer rowKind = iota
+	kindSubscription
+	kindInvoice
+)
+
+// rowKey names a mirror row.
+type rowKey struct {
+	kind rowKind
+	id   string
 }
 
 // rows maps ids to mirror rows; a nil row records that none exists.
 type rows[T any] map[string]*T
 
 func newMirrorCache() *mirrorCache {
-	return &mirrorCache{customers: rows[Customer]{}, subscriptions: rows[Subscription]{}, invoices: rows[Invoice]{}}
+	return &mirrorCache{customers: rows[Customer]{}, subscriptions: rows[Subscription]{}, invoices: rows[Invoice]{},
+		unwritten: map[rowKey]bool{}}
 }
+
+// hold records row as the current mirror row id, not yet written.
+func hold[T any](c *mirrorCache, m rows[T], kind rowKind, id string, row *T) {
+	m[id] = row
+	c.unwritten[rowKey{kind, id}] = true
+}
+
+// held returns the ids of the unwritten rows of kind, sorted.
+func (c *mirrorCache) held(kind rowKind) []string {
+	var ids []string
+	for k := range c.unwritten {
+		if k.kind == kind {
+			ids = append(ids, k.id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// written records that every held row is now in the database.
+func (c *mirrorCache) written() { clear(c.unwritten) }
 
 // load reads the mirror rows of events' customers and objects, in three
 // statements, on PostgreSQL, where every statement is a round trip; the ids

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -41,58 +42,8 @@ type Tx struct {
 	worker   string
 	now      time.Time
 	released []Event      // by Release, as locked
-	finished *finished    // where Mark{Applied,Ignored} go on PostgreSQL
+	held     *held        // writes held until the commit, on PostgreSQL
 	mirror   *mirrorCache // shared by the transaction's events
-}
-
-// finished holds the final transitions (applied, ignored) of a transaction's
-// events, written with their history rows in one statement before it commits
-// (PostgreSQL): one round trip and one UPDATE per batch instead of per event.
-// Nothing in the transaction reads those statuses back: a release looks for
-// deferred rows, which are written at once.
-type finished struct {
-	ids, statuses, outcomes, details []string
-	attempts                         []int64
-}
-
-func (f *finished) add(id string, status Status, outcome string, attempt int, detail string) {
-	f.ids = append(f.ids, id)
-	f.statuses = append(f.statuses, string(status))
-	f.outcomes = append(f.outcomes, outcome)
-	f.attempts = append(f.attempts, int64(attempt))
-	f.details = append(f.details, detail)
-}
-
-// write records the held transitions in tx as worker, at now.
-func (f *finished) write(ctx context.Context, db *DB, tx *sqlx.Tx, worker string, now time.Time) error {
-	if f == nil || len(f.ids) == 0 {
-		return nil
-	}
-	var n int
-	err := db.txGet(ctx, tx, &n, `
-		WITH v AS (
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])
-				AS v(event_id, status, outcome, attempt, detail)
-		), updated AS (
-			UPDATE webhook_events e SET status = v.status, attempts = v.attempt, applied_at = $6, waiting_for = NULL,
-				lease_owner = NULL, lease_expires_at = NULL
-			FROM v WHERE e.event_id = v.event_id
-			RETURNING e.event_id
-		), recorded AS (
-			INSERT INTO event_attempts (event_id, at, outcome, attempt, worker, detail)
-			SELECT v.event_id, $6, v.outcome, v.attempt, $7, NULLIF(v.detail, '') FROM v JOIN updated USING (event_id)
-			RETURNING 1
-		)
-		SELECT count(*) FROM recorded`,
-		pq.Array(f.ids), pq.Array(f.statuses), pq.Array(f.outcomes), pq.Array(f.attempts), pq.Array(f.details),
-		now, nullable(worker))
-	switch {
-	case err != nil:
-		return fmt.Errorf("mark %d events: %w", len(f.ids), translate(err))
-	case n != len(f.ids):
-		return fmt.Errorf("mark %d events: %d rows written", len(f.ids), n)
-	}
-	return nil
 }
 
 // Process runs fn in one transaction for the event ev, which is leased to
@@ -103,7 +54,7 @@ func (f *finished) write(ctx context.Context, db *DB, tx *sqlx.Tx, worker string
 // lease, and fn's error, untouched, after rolling back.
 func (db *DB) Process(ctx context.Context, ev Event, worker string, now time.Time, fn func(ctx context.Context, tx *Tx) error) error {
 	events := []Event{ev}
-	processed, err := db.process(ctx, worker, now, false, func(ctx context.Context, tx *sqlx.Tx) ([]Event, error) {
+	processed, err := db.process(ctx, worker, now, false, func(ctx context.Context, tx *sqlx.Tx, _ *held) ([]Event, error) {
 		return db.pickClaimed(ctx, tx, events, worker)
 	}, fn)
 	if err == nil && len(processed) == 0 {
@@ -113,13 +64,17 @@ func (db *DB) Process(ctx context.Context, ev Event, worker string, now time.Tim
 }
 
 // picker chooses, in a processing transaction, the events to process, locked
-// and in order.
-type picker func(ctx context.Context, tx *sqlx.Tx) ([]Event, error)
+// and in order, and sets up the transaction; h is what it holds back, nil on
+// SQLite.
+type picker func(ctx context.Context, tx *sqlx.Tx, h *held) ([]Event, error)
 
 // pickClaimed waits for the serialization keys of events, leased to worker,
 // and picks those still pending under worker's lease.
 func (db *DB) pickClaimed(ctx context.Context, tx *sqlx.Tx, events []Event, worker string) ([]Event, error) {
-	if _, err := db.lockKeys(ctx, tx, events, true); err != nil {
+	if err := db.setLocal(ctx, tx, asyncCommit); err != nil {
+		return nil, err
+	}
+	if err := db.lockKeys(ctx, tx, events); err != nil {
 		return nil, err
 	}
 	return db.stillClaimed(ctx, tx, events, worker)
@@ -137,20 +92,17 @@ func (db *DB) process(ctx context.Context, worker string, now time.Time, chain b
 	var released int
 	err = db.withRetry(ctx, func(sqltx *sqlx.Tx) error {
 		processed, released = processed[:0], 0
-		if err := db.commitAsync(ctx, sqltx); err != nil {
-			return err
+		var h *held
+		if db.dialect == Postgres {
+			h = &held{}
 		}
-		todo, err := pick(ctx, sqltx)
+		todo, err := pick(ctx, sqltx, h)
 		if err != nil {
 			return err
 		}
 		held := make(map[string]bool, len(todo))
 		for _, ev := range todo {
 			held[serializationKey(ev)] = true
-		}
-		var fin *finished
-		if db.dialect == Postgres {
-			fin = &finished{}
 		}
 		mirror := newMirrorCache()
 		if err := mirror.load(ctx, db, sqltx, todo); err != nil {
@@ -159,7 +111,7 @@ func (db *DB) process(ctx context.Context, worker string, now time.Time, chain b
 		for len(todo) > 0 {
 			cur := todo[0]
 			todo = todo[1:]
-			tx := &Tx{tx: sqltx, db: db, event: cur, worker: worker, now: ts(now), finished: fin, mirror: mirror}
+			tx := &Tx{tx: sqltx, db: db, event: cur, worker: worker, now: ts(now), held: h, mirror: mirror}
 			if err := fn(ctx, tx); err != nil {
 				return err
 			}
@@ -171,16 +123,10 @@ func (db *DB) process(ctx context.Context, worker string, now time.Time, chain b
 				}
 			}
 		}
-		if err := fin.write(ctx, db, sqltx, worker, ts(now)); err != nil {
-			return err
+		if h != nil {
+			h.notify = released > 0
 		}
-		if released > 0 && db.dialect == Postgres {
-			// Delivered at commit to every replica's listener.
-			if _, err := sqltx.ExecContext(ctx, `SELECT pg_notify($1, '')`, notifyChannel); err != nil {
-				return fmt.Errorf("notify: %w", translate(err))
-			}
-		}
-		return nil
+		return h.write(ctx, db, sqltx, mirror, worker, ts(now))
 	})
 	if err != nil {
 		return nil, err
@@ -191,19 +137,28 @@ func (db *DB) process(ctx context.Context, worker string, now time.Time, chain b
 	return processed, nil
 }
 
-// commitAsync lets a processing transaction commit without waiting for its
+// asyncCommit lets a processing transaction commit without waiting for its
 // WAL flush (PostgreSQL), so that applying never queues behind the inbox's
 // durable inserts. This keeps exactly once: the mirror, status and history
 // of an event commit atomically, and the WAL is replayed in order, so a
 // database crash can only lose the latest applications whole, leaving those
 // events pending (or under an expired lease), to be applied again, once. The
 // inbox insert, which is what a 2xx promises, stays synchronous.
-func (db *DB) commitAsync(ctx context.Context, tx *sqlx.Tx) error {
+const asyncCommit = `SET LOCAL synchronous_commit TO OFF`
+
+// noBitmapScans keeps the claim's plan in the due index's order (see
+// claimDue); Tx.Flush resets it for registered handlers.
+const noBitmapScans = `SET LOCAL enable_bitmapscan TO off`
+
+// setLocal applies settings to the transaction (PostgreSQL), in one round
+// trip.
+func (db *DB) setLocal(ctx context.Context, tx *sqlx.Tx, settings ...string) error {
 	if db.dialect != Postgres {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit TO OFF`); err != nil {
-		return fmt.Errorf("set synchronous_commit: %w", translate(err))
+	// Without arguments, lib/pq sends them as one simple query.
+	if _, err := tx.ExecContext(ctx, strings.Join(settings, "; ")); err != nil {
+		return fmt.Errorf("set up the transaction: %w", translate(err))
 	}
 	return nil
 }
@@ -216,15 +171,18 @@ func serializationKey(ev Event) string {
 	return "orderhook:event:" + ev.ID
 }
 
-// lockKeys takes the transaction-scoped advisory locks of events' keys
-// (PostgreSQL). With wait it waits for each lock, taking them in sorted order
-// so that two waiting transactions never wait for each other in a cycle (a
-// hash collision that breaks the order ends in a deadlock error, and a
-// retry). Without wait it takes the free ones and returns the keys another
-// transaction holds. On SQLite every write transaction is already exclusive.
-func (db *DB) lockKeys(ctx context.Context, tx *sqlx.Tx, events []Event, wait bool) (busy map[string]bool, err error) {
+// serializationKeySQL is serializationKey in SQL, over webhook_events'
+// columns.
+const serializationKeySQL = `CASE WHEN customer_id <> '' THEN 'orderhook:customer:' || customer_id ELSE 'orderhook:event:' || event_id END`
+
+// lockKeys waits for the transaction-scoped advisory locks of events' keys
+// (PostgreSQL), taking them in sorted order so that two waiting transactions
+// never wait for each other in a cycle (a hash collision that breaks the
+// order ends in a deadlock error, and a retry). On SQLite every write
+// transaction is already exclusive.
+func (db *DB) lockKeys(ctx context.Context, tx *sqlx.Tx, events []Event) error {
 	if db.dialect != Postgres {
-		return nil, nil
+		return nil
 	}
 	keys := make([]string, 0, len(events))
 	for _, ev := range events {
@@ -232,20 +190,10 @@ func (db *DB) lockKeys(ctx context.Context, tx *sqlx.Tx, events []Event, wait bo
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
-	if wait {
-		_, err = db.txExec(ctx, tx, `SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k`, pq.Array(keys))
-	} else {
-		var held []string
-		err = db.txSelect(ctx, tx, &held, `SELECT k FROM unnest($1::text[]) AS k WHERE NOT pg_try_advisory_xact_lock(hashtextextended(k, 0))`, pq.Array(keys))
-		busy = make(map[string]bool, len(held))
-		for _, k := range held {
-			busy[k] = true
-		}
+	if _, err := db.txExec(ctx, tx, `SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k`, pq.Array(keys)); err != nil {
+		return fmt.Errorf("lock %d serialization keys: %w", len(keys), translate(err))
 	}
-	if err != nil {
-		return nil, fmt.Errorf("lock %d serialization keys: %w", len(keys), translate(err))
-	}
-	return busy, nil
+	return nil
 }
 
 // stillClaimed locks the rows of events and returns, in the order of events,
@@ -307,7 +255,8 @@ func (db *DB) rowsByID(ctx context.Context, tx *sqlx.Tx, what string, events []E
 func (tx *Tx) Event() Event { return tx.event }
 
 // SQLX returns the underlying transaction, for registered handlers whose own
-// writes must commit together with the event's status.
+// writes must commit together with the event's status. On PostgreSQL the
+// transaction's mirror writes reach it only at Flush.
 func (tx *Tx) SQLX() *sqlx.Tx { return tx.tx }
 
 // Dialect reports the engine behind the transaction.
@@ -342,8 +291,8 @@ func (tx *Tx) finish(ctx context.Context, status Status, outcome string, detail 
 	if counts {
 		attempt++
 	}
-	if tx.finished != nil {
-		tx.finished.add(tx.event.ID, status, outcome, attempt, detail)
+	if tx.held != nil {
+		tx.held.finish(tx.event.ID, status, outcome, attempt, detail)
 		return nil
 	}
 	return tx.updateAndRecord(ctx, "mark "+string(status), `
