@@ -31,11 +31,17 @@ type Store interface {
 	IngestIdle() <-chan struct{}
 }
 
+// DefaultBatchSize is how many due events a loop claims and applies in one
+// transaction unless Config.BatchSize says otherwise. A transaction costs
+// round trips and a claim whatever its size; on two cores a drain of 10,873
+// events took 35–50 % less CPU in batches of 64 than of 16 (BENCHMARKS.md).
+const DefaultBatchSize = 64
+
 // Config configures a Worker. Zero values take the documented defaults.
 type Config struct {
 	Name              string        // worker name in leases and history; default "worker"
 	Workers           int           // concurrent loops; default 4
-	BatchSize         int           // events claimed at once per loop; default 16
+	BatchSize         int           // events claimed at once per loop; default DefaultBatchSize
 	Lease             time.Duration // how long a claim is held; default 1m
 	PollInterval      time.Duration // fallback when no wake-up arrives; default 1s
 	MaxAttempts       int           // failed attempts before dead; default 12
@@ -105,7 +111,7 @@ func NewWorker(cfg Config, st Store, logger zerolog.Logger) (*Worker, error) {
 	}
 	cfg.Name = cmp.Or(cfg.Name, "worker")
 	cfg.Workers = cmp.Or(cfg.Workers, 4)
-	cfg.BatchSize = cmp.Or(cfg.BatchSize, 16)
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
 	cfg.Lease = cmp.Or(cfg.Lease, time.Minute)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, time.Second)
 	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, 12)

@@ -42,6 +42,7 @@ type serveFlags struct {
 	mode              string
 	maxBody           string
 	workers           int
+	batchSize         int
 	maxAttempts       int
 	dependencyTimeout time.Duration
 	customerEvents    []string
@@ -59,6 +60,7 @@ func serveBindings() []envBinding {
 		{"mode", []string{"ORDERHOOK_MODE"}},
 		{"max-body", []string{"ORDERHOOK_MAX_BODY"}},
 		{"workers", []string{"ORDERHOOK_WORKERS"}},
+		{"batch-size", []string{"ORDERHOOK_BATCH_SIZE"}},
 		{"max-attempts", []string{"ORDERHOOK_MAX_ATTEMPTS"}},
 		{"dependency-timeout", []string{"ORDERHOOK_DEPENDENCY_TIMEOUT"}},
 		{"customer-events", []string{"ORDERHOOK_CUSTOMER_EVENTS"}},
@@ -96,6 +98,7 @@ generates an ephemeral whsec_ secret and prints it with a ready-to-paste
 	fs.StringVar(&f.mode, "mode", string(webhook.ModeDefer), "defer: answer 200 once stored; reject: answer 409 while the event's dependency is missing")
 	fs.StringVar(&f.maxBody, "max-body", "1MiB", "largest accepted body")
 	fs.IntVar(&f.workers, "workers", 4, "concurrent reconciler loops")
+	fs.IntVar(&f.batchSize, "batch-size", reconcile.DefaultBatchSize, "due events a reconciler loop claims and applies in one transaction")
 	fs.IntVar(&f.maxAttempts, "max-attempts", 12, "failed attempts before an event is dead")
 	fs.DurationVar(&f.dependencyTimeout, "dependency-timeout", 72*time.Hour, "how long an event may wait for its dependency before it is dead")
 	fs.StringSliceVar(&f.customerEvents, "customer-events", reconcile.DefaultCustomerEvents, "event types that create the customer other events wait for")
@@ -103,7 +106,7 @@ generates an ephemeral whsec_ secret and prints it with a ready-to-paste
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token of the admin API and page under /admin/ (disabled when empty)")
 	fs.StringVar(&f.ingestYield, "ingest-yield", ingestAuto, "how long the reconciler lets deliveries being stored go first, before each batch: auto ("+
 		sqliteIngestYield.String()+" on SQLite, where a batch blocks every insert; 0 on PostgreSQL), 0 (never) or a duration")
-	fs.StringVar(&f.ingestLoops, "ingest-loops", ingestAuto, "how many reconciler loops may apply at once while deliveries are being stored: auto (half of --workers on PostgreSQL; "+
+	fs.StringVar(&f.ingestLoops, "ingest-loops", ingestAuto, "how many reconciler loops may apply at once while deliveries are being stored: auto (a quarter of --workers, at least one, on PostgreSQL; "+
 		"on SQLite the --ingest-yield turns, one loop), 0 (all of them) or a number")
 	envHelp(fs, serveBindings())
 	return cmd
@@ -122,8 +125,8 @@ type serveConfig struct {
 // sqliteIngestYield what the first means on SQLite: there one connection
 // serializes every transaction, so each apply batch holds back every
 // acknowledgement, and the loops take turns one at a time. On PostgreSQL the
-// two only share the CPU: half the loops apply during a burst, without
-// waiting, and the reconciler keeps pace.
+// two only share the CPU: a quarter of the loops (at least one) apply during
+// a burst, without waiting, and the reconciler keeps pace.
 const (
 	ingestAuto        = "auto"
 	sqliteIngestYield = 100 * time.Millisecond
@@ -146,7 +149,7 @@ func (c serveConfig) reconcileIngestLoops(dialect store.Dialect) int {
 	case c.ingestLoops != nil:
 		return *c.ingestLoops
 	case dialect == store.Postgres:
-		return c.workers / 2
+		return max(1, c.workers/4)
 	}
 	return 0
 }
@@ -172,8 +175,8 @@ func (f serveFlags) validate() (serveConfig, error) {
 		return c, usagef("--max-body %q: use a size between 1B and 1GiB, e.g. 1MiB", f.maxBody)
 	}
 	c.maxBodyBytes = int64(n)
-	if f.workers < 1 || f.maxAttempts < 1 {
-		return c, usagef("--workers and --max-attempts must be at least 1")
+	if f.workers < 1 || f.batchSize < 1 || f.maxAttempts < 1 {
+		return c, usagef("--workers, --batch-size and --max-attempts must be at least 1")
 	}
 	if f.dependencyTimeout <= 0 {
 		return c, usagef("--dependency-timeout %s: must be positive, e.g. 72h", f.dependencyTimeout)
@@ -236,6 +239,7 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 	wcfg := reconcile.Config{
 		Name:              workerName(),
 		Workers:           cfg.workers,
+		BatchSize:         cfg.batchSize,
 		MaxAttempts:       cfg.maxAttempts,
 		DependencyTimeout: cfg.dependencyTimeout,
 		CustomerEvents:    cfg.customerEvents,

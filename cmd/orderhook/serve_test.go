@@ -158,6 +158,7 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 		{"role", []string{"--role", "both"}, nil, "use all, receiver or worker"},
 		{"max body", []string{"--max-body", "lots"}, nil, "--max-body"},
 		{"workers", []string{"--workers", "0"}, nil, "at least 1"},
+		{"batch size from env", nil, map[string]string{"ORDERHOOK_BATCH_SIZE": "0"}, "--workers, --batch-size and --max-attempts must be at least 1"},
 		{"ingest yield", []string{"--ingest-yield", "soon"}, nil, "--ingest-yield \"soon\": use auto, 0 or a duration"},
 		{"negative ingest yield from env", nil, map[string]string{"ORDERHOOK_INGEST_YIELD": "-1s"}, "--ingest-yield \"-1s\""},
 		{"ingest loops", []string{"--ingest-loops", "half"}, nil, "--ingest-loops \"half\": use auto, 0 or a number of loops"},
@@ -189,11 +190,11 @@ func TestServeIngestSettingsDependOnTheDatabase(t *testing.T) {
 		wantLoops    int
 	}{
 		{"auto", "auto", store.SQLite, sqliteIngestYield, 0},
-		{"auto", "auto", store.Postgres, 0, 2},
+		{"auto", "auto", store.Postgres, 0, 1},
 		{"0", "0", store.SQLite, 0, 0},
 		{"250ms", "3", store.Postgres, 250 * time.Millisecond, 3},
 	} {
-		f := serveFlags{tolerance: time.Minute, mode: "defer", role: roleAll, maxBody: "1MiB", workers: 4, maxAttempts: 1,
+		f := serveFlags{tolerance: time.Minute, mode: "defer", role: roleAll, maxBody: "1MiB", workers: 4, batchSize: 1, maxAttempts: 1,
 			dependencyTimeout: time.Hour, customerEvents: []string{"customer.created"}, ingestYield: tc.yield, ingestLoops: tc.loops}
 		cfg, err := f.validate()
 		require.NoError(t, err)
