@@ -100,9 +100,9 @@ func (db *DB) process(ctx context.Context, worker string, now time.Time, chain b
 		if err != nil {
 			return err
 		}
-		held := make(map[string]bool, len(todo))
+		locked := make(map[string]bool, len(todo)) // serialization keys the transaction holds
 		for _, ev := range todo {
-			held[serializationKey(ev)] = true
+			locked[serializationKey(ev)] = true
 		}
 		mirror := newMirrorCache()
 		if err := mirror.load(ctx, db, sqltx, todo); err != nil {
@@ -118,7 +118,7 @@ func (db *DB) process(ctx context.Context, worker string, now time.Time, chain b
 			released += len(tx.released)
 			processed = append(processed, cur)
 			for _, r := range tx.released {
-				if chain && held[serializationKey(r)] {
+				if chain && locked[serializationKey(r)] {
 					todo = append(todo, r)
 				}
 			}
