@@ -12,11 +12,13 @@ import (
 )
 
 // processBatch claims a batch of due events of part and applies, defers or
-// ignores them in one transaction, and reports their transitions once it has
-// committed. The batch it returns holds the events left leased to name: those
-// whose customer another transaction holds. When an event fails, it rolls
-// the whole batch back and returns that event, as locked, with its error,
-// and the batch's events leased; when the store fails, the store's error.
+// ignores them in one transaction, those that create their customer first
+// (the others of that customer then need not wait), and reports their
+// transitions once it has committed. The batch it returns holds the events
+// left leased to name: those whose customer another transaction holds. When
+// an event fails, it rolls the whole batch back and returns that event, as
+// locked, with its error, and the batch's events leased; when the store
+// fails, the store's error.
 func (w *Worker) processBatch(ctx context.Context, name string, part partition) (batch store.Batch, failed store.Event, err error) {
 	start := w.cfg.Now()
 	type outcome struct {
@@ -30,7 +32,7 @@ func (w *Worker) processBatch(ctx context.Context, name string, part partition) 
 	runs := make(map[string][]outcome, w.cfg.BatchSize)
 	batch, err = w.store.ProcessDue(ctx, store.ClaimParams{
 		Worker: name, Limit: w.cfg.BatchSize, Now: start, Lease: w.cfg.Lease,
-		Partition: part.index, Partitions: part.count,
+		First: w.rules.createsCustomer, Partition: part.index, Partitions: part.count,
 	}, func(ctx context.Context, tx *store.Tx) error {
 		tr, released, err := w.apply(ctx, tx, start)
 		if err != nil && !errors.Is(err, store.ErrUnavailable) {

@@ -43,6 +43,26 @@ func TestDeferredEventIsReleasedByItsDependency(t *testing.T) {
 	})
 }
 
+// An invoice claimed in one batch with the event that creates its customer is
+// applied after it, in the same transaction, without waiting: it was
+// received first, but the batch applies the customer first.
+func TestABatchAppliesTheCustomerBeforeItsEvents(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "first"})
+		paid, created := find(t, s, "invoice.paid"), find(t, s, "customer.created")
+		now := time.Now()
+		insert(t, db, paid, now.Add(-time.Second))
+		insert(t, db, created, now)
+
+		h := startWorker(t, db, reconcile.Config{Workers: 1, PollInterval: time.Hour})
+		require.Zero(t, h.waitOutcome(t, created.ID, store.OutcomeApplied).Released, "nothing waited")
+		h.waitOutcome(t, paid.ID, store.OutcomeApplied)
+		require.Equal(t, []string{"applied"}, attemptOutcomes(t, db, paid.ID))
+		require.Equal(t, event(t, db, paid.ID).AppliedAt, event(t, db, created.ID).AppliedAt, "one transaction")
+	})
+}
+
 // Only the event that creates the customer releases what waits for it, and
 // that need not be customer.created: here customer.updated arrives first and
 // creates it. The customer events after it release nothing.

@@ -15,7 +15,8 @@ type Batch struct {
 	// Claimed is how many due events the transaction claimed.
 	Claimed int
 	// Processed holds the events fn processed, as locked, in the order fn
-	// ran, once committed: the claimed events in claim order, each event a
+	// ran, once committed: the claimed events in claim order (those
+	// ClaimParams.First picks before the others), each event a
 	// Release made due after those queued when it was released (an event
 	// deferred and then released within the batch is there twice).
 	Processed []Event
@@ -27,8 +28,8 @@ type Batch struct {
 }
 
 // ProcessDue claims up to p.Limit due events, oldest first, and runs fn for
-// each, in order and in the same transaction: one commit for the whole
-// batch. fn must record each event's outcome with one of Tx's Mark methods.
+// each, in order (p.First's picks first) and in the same transaction: one
+// commit for the whole batch. fn must record each event's outcome with one of Tx's Mark methods.
 // The events a Release in the batch makes due, and whose customer the
 // transaction holds, are processed in it too, after the ones before them,
 // so that a dependent commits together with the dependency it waited for.
@@ -74,6 +75,17 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 		}
 		if len(busy) > 0 {
 			busy, err = db.lease(ctx, tx, busy, p.Worker, p.Now, until)
+		}
+		if p.First != nil {
+			slices.SortStableFunc(todo, func(a, b Event) int {
+				switch fa, fb := p.First(a), p.First(b); {
+				case fa == fb:
+					return 0
+				case fa:
+					return -1
+				}
+				return 1
+			})
 		}
 		return todo, err
 	}, fn)

@@ -52,6 +52,26 @@ func TestProcessDueAppliesTheOldestDueEventsInOneTransaction(t *testing.T) {
 	})
 }
 
+// ClaimParams.First picks the events a batch processes before the others,
+// each group in claim order.
+func TestProcessDueProcessesFirstWhatFirstPicks(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		customer := func(id, cus string, at time.Time) store.Event {
+			ev := newEvent(id, cus, at)
+			ev.Type = "customer.created"
+			return ev
+		}
+		insertAll(t, db, newEvent("evt_f1", "cus_fa", t0), customer("evt_f2", "cus_fb", t0.Add(time.Millisecond)),
+			customer("evt_f3", "cus_fa", t0.Add(2*time.Millisecond)), newEvent("evt_f4", "cus_fb", t0.Add(3*time.Millisecond)))
+		batch, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 4, Now: t0.Add(time.Second), Lease: time.Minute,
+			First: func(ev store.Event) bool { return ev.Type == "customer.created" }}, markApplied)
+		require.NoError(t, err)
+		require.Equal(t, []string{"evt_f2", "evt_f3", "evt_f1", "evt_f4"}, ids(batch.Processed))
+	})
+}
+
 // The claim is the transaction's row locks: when the transaction dies, its
 // events are due again at once, with no lease to wait out.
 func TestProcessDueLeavesNothingBehindWhenItsConnectionDies(t *testing.T) {

@@ -25,6 +25,12 @@ type ClaimParams struct {
 	Limit  int           // at most this many rows
 	Now    time.Time     // rows due at or before Now are claimed
 	Lease  time.Duration // leased rows are not due again before Now+Lease
+	// First, when set, picks the claimed events a batch processes before
+	// the others, each group in claim order. The worker picks the events
+	// that create their customer: the events of that customer claimed with
+	// them then find it there, instead of being deferred and released in
+	// the same transaction.
+	First func(Event) bool
 	// Partition and Partitions, on PostgreSQL, restrict the due rows to the
 	// customers (or, without one, the events) that hash into Partition of
 	// Partitions, so that the worker loops of one process never claim the
