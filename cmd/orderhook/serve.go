@@ -42,7 +42,7 @@ type serveFlags struct {
 	mode              string
 	maxBody           string
 	workers           int
-	batchSize         int
+	batchSize         string
 	maxAttempts       int
 	dependencyTimeout time.Duration
 	customerEvents    []string
@@ -98,7 +98,8 @@ generates an ephemeral whsec_ secret and prints it with a ready-to-paste
 	fs.StringVar(&f.mode, "mode", string(webhook.ModeDefer), "defer: answer 200 once stored; reject: answer 409 while the event's dependency is missing")
 	fs.StringVar(&f.maxBody, "max-body", "1MiB", "largest accepted body")
 	fs.IntVar(&f.workers, "workers", 4, "concurrent reconciler loops")
-	fs.IntVar(&f.batchSize, "batch-size", reconcile.DefaultBatchSize, "due events a reconciler loop claims and applies in one transaction")
+	fs.StringVar(&f.batchSize, "batch-size", ingestAuto, "due events a reconciler loop claims and applies in one transaction: auto ("+
+		strconv.Itoa(reconcile.DefaultBatchSize)+" on PostgreSQL, "+strconv.Itoa(sqliteBatchSize)+" on SQLite, where a batch holds back every insert) or a number")
 	fs.IntVar(&f.maxAttempts, "max-attempts", 12, "failed attempts before an event is dead")
 	fs.DurationVar(&f.dependencyTimeout, "dependency-timeout", 72*time.Hour, "how long an event may wait for its dependency before it is dead")
 	fs.StringSliceVar(&f.customerEvents, "customer-events", reconcile.DefaultCustomerEvents, "event types that create the customer other events wait for")
@@ -119,17 +120,23 @@ type serveConfig struct {
 	generated    bool           // the secret was generated for this run
 	ingestYield  *time.Duration // nil: auto, by the database
 	ingestLoops  *int           // nil: auto, by the database
+	batchSize    *int           // nil: auto, by the database
 }
 
-// ingestAuto is the default of --ingest-yield and --ingest-loops, and
-// sqliteIngestYield what the first means on SQLite: there one connection
+// ingestAuto is the default of --ingest-yield, --ingest-loops and
+// --batch-size, and sqliteIngestYield what the first means on SQLite: there one connection
 // serializes every transaction, so each apply batch holds back every
 // acknowledgement, and the loops take turns one at a time. On PostgreSQL the
 // two only share the CPU: a quarter of the loops (at least one) apply during
 // a burst, without waiting, and the reconciler keeps pace.
+//
+// sqliteBatchSize is what --batch-size auto means on SQLite: there a larger
+// batch holds the acknowledgements back for longer and applies no sooner
+// (BENCHMARKS.md); on PostgreSQL it is reconcile.DefaultBatchSize.
 const (
 	ingestAuto        = "auto"
 	sqliteIngestYield = 100 * time.Millisecond
+	sqliteBatchSize   = 16
 )
 
 // reconcileIngestYield returns the reconciler's IngestYield on dialect.
@@ -141,6 +148,17 @@ func (c serveConfig) reconcileIngestYield(dialect store.Dialect) time.Duration {
 		return sqliteIngestYield
 	}
 	return 0
+}
+
+// reconcileBatchSize returns the reconciler's BatchSize on dialect.
+func (c serveConfig) reconcileBatchSize(dialect store.Dialect) int {
+	switch {
+	case c.batchSize != nil:
+		return *c.batchSize
+	case dialect == store.SQLite:
+		return sqliteBatchSize
+	}
+	return reconcile.DefaultBatchSize
 }
 
 // reconcileIngestLoops returns the reconciler's IngestLoops on dialect.
@@ -175,8 +193,8 @@ func (f serveFlags) validate() (serveConfig, error) {
 		return c, usagef("--max-body %q: use a size between 1B and 1GiB, e.g. 1MiB", f.maxBody)
 	}
 	c.maxBodyBytes = int64(n)
-	if f.workers < 1 || f.batchSize < 1 || f.maxAttempts < 1 {
-		return c, usagef("--workers, --batch-size and --max-attempts must be at least 1")
+	if f.workers < 1 || f.maxAttempts < 1 {
+		return c, usagef("--workers and --max-attempts must be at least 1")
 	}
 	if f.dependencyTimeout <= 0 {
 		return c, usagef("--dependency-timeout %s: must be positive, e.g. 72h", f.dependencyTimeout)
@@ -190,6 +208,13 @@ func (f serveFlags) validate() (serveConfig, error) {
 			return c, usagef("--ingest-yield %q: use auto, 0 or a duration such as 100ms", f.ingestYield)
 		}
 		c.ingestYield = &d
+	}
+	if f.batchSize != ingestAuto {
+		n, err := strconv.Atoi(f.batchSize)
+		if err != nil || n < 1 {
+			return c, usagef("--batch-size %q: use auto or a number of events such as 64", f.batchSize)
+		}
+		c.batchSize = &n
 	}
 	if f.ingestLoops != ingestAuto {
 		n, err := strconv.Atoi(f.ingestLoops)
@@ -239,7 +264,7 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 	wcfg := reconcile.Config{
 		Name:              workerName(),
 		Workers:           cfg.workers,
-		BatchSize:         cfg.batchSize,
+		BatchSize:         cfg.reconcileBatchSize(db.Dialect()),
 		MaxAttempts:       cfg.maxAttempts,
 		DependencyTimeout: cfg.dependencyTimeout,
 		CustomerEvents:    cfg.customerEvents,
@@ -293,7 +318,7 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 		g.Go(func() error { return worker.Run(gctx) })
 	}
 	logger.Info().Str("addr", ln.Addr().String()).Str("role", cfg.role).Str("db", string(db.Dialect())).
-		Str("mode", cfg.mode).Dur("ingest_yield", wcfg.IngestYield).Int("ingest_loops", wcfg.IngestLoops).Bool("tracing", tr.On()).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
+		Str("mode", cfg.mode).Dur("ingest_yield", wcfg.IngestYield).Int("ingest_loops", wcfg.IngestLoops).Int("batch_size", wcfg.BatchSize).Bool("tracing", tr.On()).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
 	err = g.Wait()
 	logger.Info().Msg("orderhook stopped")
 	return err

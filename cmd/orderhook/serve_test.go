@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/orderhook/orderhook/reconcile"
 	"github.com/orderhook/orderhook/store"
 	"github.com/orderhook/orderhook/store/storetest"
 )
@@ -158,7 +159,7 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 		{"role", []string{"--role", "both"}, nil, "use all, receiver or worker"},
 		{"max body", []string{"--max-body", "lots"}, nil, "--max-body"},
 		{"workers", []string{"--workers", "0"}, nil, "at least 1"},
-		{"batch size from env", nil, map[string]string{"ORDERHOOK_BATCH_SIZE": "0"}, "--workers, --batch-size and --max-attempts must be at least 1"},
+		{"batch size from env", nil, map[string]string{"ORDERHOOK_BATCH_SIZE": "0"}, "--batch-size \"0\": use auto or a number of events"},
 		{"ingest yield", []string{"--ingest-yield", "soon"}, nil, "--ingest-yield \"soon\": use auto, 0 or a duration"},
 		{"negative ingest yield from env", nil, map[string]string{"ORDERHOOK_INGEST_YIELD": "-1s"}, "--ingest-yield \"-1s\""},
 		{"ingest loops", []string{"--ingest-loops", "half"}, nil, "--ingest-loops \"half\": use auto, 0 or a number of loops"},
@@ -184,20 +185,22 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 func TestServeIngestSettingsDependOnTheDatabase(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		yield, loops string
-		dialect      store.Dialect
-		wantYield    time.Duration
-		wantLoops    int
+		yield, loops, batch string
+		dialect             store.Dialect
+		wantYield           time.Duration
+		wantLoops           int
+		wantBatch           int
 	}{
-		{"auto", "auto", store.SQLite, sqliteIngestYield, 0},
-		{"auto", "auto", store.Postgres, 0, 1},
-		{"0", "0", store.SQLite, 0, 0},
-		{"250ms", "3", store.Postgres, 250 * time.Millisecond, 3},
+		{"auto", "auto", "auto", store.SQLite, sqliteIngestYield, 0, sqliteBatchSize},
+		{"auto", "auto", "auto", store.Postgres, 0, 1, reconcile.DefaultBatchSize},
+		{"0", "0", "128", store.SQLite, 0, 0, 128},
+		{"250ms", "3", "1", store.Postgres, 250 * time.Millisecond, 3, 1},
 	} {
-		f := serveFlags{tolerance: time.Minute, mode: "defer", role: roleAll, maxBody: "1MiB", workers: 4, batchSize: 1, maxAttempts: 1,
+		f := serveFlags{tolerance: time.Minute, mode: "defer", role: roleAll, maxBody: "1MiB", workers: 4, batchSize: tc.batch, maxAttempts: 1,
 			dependencyTimeout: time.Hour, customerEvents: []string{"customer.created"}, ingestYield: tc.yield, ingestLoops: tc.loops}
 		cfg, err := f.validate()
 		require.NoError(t, err)
+		require.Equal(t, tc.wantBatch, cfg.reconcileBatchSize(tc.dialect), "--batch-size %s on %s", tc.batch, tc.dialect)
 		require.Equal(t, tc.wantYield, cfg.reconcileIngestYield(tc.dialect), "--ingest-yield %s on %s", tc.yield, tc.dialect)
 		require.Equal(t, tc.wantLoops, cfg.reconcileIngestLoops(tc.dialect), "--ingest-loops %s on %s", tc.loops, tc.dialect)
 	}
