@@ -156,7 +156,7 @@ type columns struct {
 func (c columns) args() []any { return append([]any{pq.Array(c.ids)}, c.more...) }
 
 func heldCustomers(m *mirrorCache) columns {
-	ids := m.held(kindCustomer)
+	ids := m.unwrittenIDs(kindCustomer)
 	var email, name, eventID, eventType []string
 	var deleted, livemode []bool
 	var created []*time.Time
@@ -171,7 +171,7 @@ func heldCustomers(m *mirrorCache) columns {
 }
 
 func heldSubscriptions(m *mirrorCache) columns {
-	ids := m.held(kindSubscription)
+	ids := m.unwrittenIDs(kindSubscription)
 	var customer, status, eventID, eventType []string
 	var cancelAtEnd, livemode []bool
 	var periodEnd, canceledAt, created []*time.Time
@@ -187,7 +187,7 @@ func heldSubscriptions(m *mirrorCache) columns {
 }
 
 func heldInvoices(m *mirrorCache) columns {
-	ids := m.held(kindInvoice)
+	ids := m.unwrittenIDs(kindInvoice)
 	var customer, subscription, status, currency, eventID, eventType []string
 	var due, paid []int64
 	var livemode []bool

@@ -56,8 +56,8 @@ func hold[T any](c *mirrorCache, m rows[T], kind rowKind, id string, row *T) {
 	c.unwritten[rowKey{kind, id}] = true
 }
 
-// held returns the ids of the unwritten rows of kind, sorted.
-func (c *mirrorCache) held(kind rowKind) []string {
+// unwrittenIDs returns the ids of the unwritten rows of kind, sorted.
+func (c *mirrorCache) unwrittenIDs(kind rowKind) []string {
 	var ids []string
 	for k := range c.unwritten {
 		if k.kind == kind {
