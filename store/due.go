@@ -60,17 +60,18 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 		if h != nil {
 			h.bitmapOff = true
 		}
-		var free []bool
-		var err error
-		if claimed, free, err = db.claimDue(ctx, tx, p); err != nil {
+		rows, err := db.claimDue(ctx, tx, p)
+		if err != nil {
 			return nil, err
 		}
+		claimed = make([]Event, len(rows))
 		var todo []Event
-		for i, ev := range claimed {
-			if free[i] {
-				todo = append(todo, ev)
+		for i, r := range rows {
+			claimed[i] = r.Event
+			if r.Free {
+				todo = append(todo, r.Event)
 			} else {
-				busy = append(busy, ev)
+				busy = append(busy, r.Event)
 			}
 		}
 		if len(busy) > 0 {
@@ -118,8 +119,9 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 // customers without waiting, and reports for each event whether its
 // customer's lock was free (on SQLite always: every write transaction is
 // exclusive).
-func (db *DB) claimDue(ctx context.Context, tx *sqlx.Tx, p ClaimParams) (events []Event, free []bool, err error) {
+func (db *DB) claimDue(ctx context.Context, tx *sqlx.Tx, p ClaimParams) ([]claimedRow, error) {
 	var rows []claimedRow
+	var err error
 	if db.dialect == Postgres {
 		// The transaction runs without bitmap scans (noBitmapScans), for
 		// this statement: after a burst the planner's statistics still
@@ -138,7 +140,8 @@ func (db *DB) claimDue(ctx context.Context, tx *sqlx.Tx, p ClaimParams) (events 
 				LIMIT $2
 				FOR UPDATE SKIP LOCKED
 			)
-			SELECT *, pg_try_advisory_xact_lock(hashtextextended(`+serializationKeySQL+`, 0)) AS free FROM claimed`,
+			SELECT *, pg_try_advisory_xact_lock(hashtextextended(`+serializationKeySQL+`, 0)) AS free FROM claimed
+			ORDER BY next_attempt_at`,
 			ts(p.Now), p.Limit, p.Partitions, p.Partition)
 	} else {
 		err = db.txSelect(ctx, tx, &rows, `
@@ -148,17 +151,9 @@ func (db *DB) claimDue(ctx context.Context, tx *sqlx.Tx, p ClaimParams) (events 
 			LIMIT $2`, ts(p.Now), p.Limit)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("claim due events: %w", translate(err))
+		return nil, fmt.Errorf("claim due events: %w", translate(err))
 	}
-	// Oldest first, whatever order the locking left them in.
-	slices.SortStableFunc(rows, func(a, b claimedRow) int {
-		return a.NextAttemptAt.Compare(b.NextAttemptAt)
-	})
-	events, free = make([]Event, len(rows)), make([]bool, len(rows))
-	for i, r := range rows {
-		events[i], free[i] = r.Event, r.Free
-	}
-	return events, free, nil
+	return rows, nil
 }
 
 // claimedRow is a claimed event and whether its customer's lock was free.
