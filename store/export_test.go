@@ -48,3 +48,13 @@ func InsertPrepared(db *DB, rows int) bool {
 	defer c.mu.Unlock()
 	return c.stmts[query] != nil
 }
+
+// MirrorLoadQueries returns, by table, the statements with which a batch
+// reads the mirror rows of its events' ids, the array $1.
+func MirrorLoadQueries() map[string]string {
+	return map[string]string{
+		"stripe_customers":     loadQuery("stripe_customers", customerColumns),
+		"stripe_subscriptions": loadQuery("stripe_subscriptions", subscriptionColumns),
+		"stripe_invoices":      loadQuery("stripe_invoices", invoiceColumns),
+	}
+}

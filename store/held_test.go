@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,4 +125,39 @@ func TestFlushWritesTheHeldMirrorRowsForHandlers(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got.Invoices, 1)
 	require.Equal(t, "paid", got.Invoices[0].Status)
+}
+
+// A batch reads the mirror rows of its events with one probe of the primary
+// key per id, under the plan a prepared statement keeps: generic, without
+// bitmap scans (the claim turns them off), for a guessed number of ids. A
+// `WHERE id = ANY($1)` got a scan of the whole table there, on every batch.
+func TestMirrorReadsProbeThePrimaryKey(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	conn, err := db.SQLX().Connx(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	for _, q := range []string{
+		`INSERT INTO stripe_customers (id, updated_at) SELECT 'cus_' || g, now() FROM generate_series(1, 2000) AS g`,
+		`INSERT INTO stripe_subscriptions (id, customer_id, status, last_event_id, last_event_type, last_event_created, updated_at)
+			SELECT 'sub_' || g, 'cus_' || g, 'active', 'evt_' || g, 'customer.subscription.created', now(), now() FROM generate_series(1, 2000) AS g`,
+		`INSERT INTO stripe_invoices (id, customer_id, status, last_event_id, last_event_type, last_event_created, updated_at)
+			SELECT 'in_' || g, 'cus_' || g, 'paid', 'evt_' || g, 'invoice.paid', now(), now() FROM generate_series(1, 2000) AS g`,
+		`ANALYZE stripe_customers, stripe_subscriptions, stripe_invoices`,
+		`SET enable_bitmapscan = off`,
+		`SET plan_cache_mode = force_generic_plan`,
+	} {
+		_, err := conn.ExecContext(ctx, q)
+		require.NoError(t, err, q)
+	}
+	for table, query := range store.MirrorLoadQueries() {
+		_, err := conn.ExecContext(ctx, `PREPARE load_`+table+` (text[]) AS `+query)
+		require.NoError(t, err, table)
+		var plan []string
+		require.NoError(t, conn.SelectContext(ctx, &plan, `EXPLAIN EXECUTE load_`+table+`('{cus_1,sub_2,in_3}')`))
+		text := strings.Join(plan, "\n")
+		require.Contains(t, text, "Index Scan using "+table+"_pkey", text)
+		require.NotContains(t, text, "Seq Scan on "+table, text)
+	}
 }

@@ -88,22 +88,34 @@ func (c *mirrorCache) load(ctx context.Context, db *DB, tx *sqlx.Tx, events []Ev
 			objectIDs = append(objectIDs, ev.ObjectID)
 		}
 	}
-	if err := loadRows(ctx, db, tx, c.customers, customerIDs, `SELECT `+customerColumns+` FROM stripe_customers WHERE id = ANY($1)`,
+	if err := loadRows(ctx, db, tx, c.customers, customerIDs, loadQuery("stripe_customers", customerColumns),
 		func(r *Customer) string { return r.ID }); err != nil {
 		return err
 	}
-	if err := loadRows(ctx, db, tx, c.subscriptions, objectIDs, `SELECT `+subscriptionColumns+` FROM stripe_subscriptions WHERE id = ANY($1)`,
+	if err := loadRows(ctx, db, tx, c.subscriptions, objectIDs, loadQuery("stripe_subscriptions", subscriptionColumns),
 		func(r *Subscription) string { return r.ID }); err != nil {
 		return err
 	}
-	return loadRows(ctx, db, tx, c.invoices, objectIDs, `SELECT `+invoiceColumns+` FROM stripe_invoices WHERE id = ANY($1)`,
+	return loadRows(ctx, db, tx, c.invoices, objectIDs, loadQuery("stripe_invoices", invoiceColumns),
 		func(r *Invoice) string { return r.ID })
+}
+
+// loadQuery returns the statement that reads the columns of the rows of
+// table whose ids are in the array $1, each id one probe of the primary key.
+// OFFSET 0 keeps the planner from flattening the subquery into a join: it
+// would plan that, like `id = ANY($1)`, for a guessed ten ids, and on a table
+// of a few dozen pages run it as a scan of the whole table (1.4 ms against
+// 0.16 ms for 64 ids among 1,448 invoices, BENCHMARKS.md).
+func loadQuery(table, columns string) string {
+	return `SELECT ` + columns + ` FROM unnest($1::text[]) AS wanted(wanted_id),
+		LATERAL (SELECT * FROM ` + table + ` WHERE id = wanted.wanted_id OFFSET 0) AS found`
 }
 
 func loadRows[T any](ctx context.Context, db *DB, tx *sqlx.Tx, into rows[T], ids []string, query string, id func(*T) string) error {
 	if len(ids) == 0 {
 		return nil
 	}
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
 	var found []T
 	if err := db.txSelect(ctx, tx, &found, query, pq.Array(ids)); err != nil {
 		return fmt.Errorf("read mirror: %w", translate(err))
