@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,6 +53,61 @@ func TestProcessDuePartitionsSplitByCustomer(t *testing.T) {
 	require.Equal(t, 60, claimed)
 	require.Len(t, owner, 20)
 	require.Greater(t, len(slices.Compact(slices.Sorted(maps.Values(owner)))), 1, "customers spread over partitions")
+}
+
+// The partitions' ranges of customer hashes follow each other without a gap
+// or an overlap and together cover every hash; a partition out of range is
+// refused.
+func TestPartitionsCoverEveryCustomerHashOnce(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{0, 1, 2, 3, 4, 7, 64} {
+		next := int64(math.MinInt32)
+		for i := range max(n, 1) {
+			lo, hi := store.ShareBounds(i, n)
+			require.Equal(t, next, int64(lo), "partition %d of %d starts where %d ended", i, n, i-1)
+			require.LessOrEqual(t, lo, hi)
+			next = int64(hi) + 1
+		}
+		require.Equal(t, int64(math.MaxInt32)+1, next, "%d partitions cover every hash", n)
+	}
+	db := storetest.Postgres(t)
+	for _, part := range []int{-1, 3} {
+		_, err := db.ProcessDue(context.Background(), store.ClaimParams{Worker: "w", Limit: 1, Now: t0, Lease: time.Minute, Partition: part, Partitions: 3}, markApplied)
+		require.ErrorContains(t, err, "want 0 to 2")
+	}
+}
+
+// A claim skips the other partitions' rows inside the due index, under the
+// plan its prepared statement keeps (generic, without bitmap scans): before,
+// it read each due row from the table to hash its customer, and a loop whose
+// partition had nothing due read the whole backlog on every claim.
+func TestClaimSkipsOtherPartitionsInTheIndex(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	for i := range 500 {
+		_, err := db.InsertEvent(ctx, newEvent(fmt.Sprintf("evt_s%d", i), fmt.Sprintf("cus_s%d", i%50), t0))
+		require.NoError(t, err)
+	}
+	conn, err := db.SQLX().Connx(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	for _, q := range []string{
+		`ANALYZE webhook_events`,
+		`SET enable_bitmapscan = off`,
+		`SET plan_cache_mode = force_generic_plan`,
+		`PREPARE claim (timestamptz, int, int, int) AS ` + store.ClaimDueQuery,
+	} {
+		_, err := conn.ExecContext(ctx, q)
+		require.NoError(t, err, q)
+	}
+	lo, hi := store.ShareBounds(1, 4)
+	var plan []string
+	require.NoError(t, conn.SelectContext(ctx, &plan,
+		fmt.Sprintf(`EXPLAIN EXECUTE claim('%s', 64, %d, %d)`, t0.Format(time.RFC3339Nano), lo, hi)))
+	text := strings.Join(plan, "\n")
+	require.Regexp(t, `Index Cond: \(\(next_attempt_at <= \$1\) AND \(hashtext\(COALESCE\(customer_id, event_id\)\) >= \$3\)`, text, text)
+	require.NotRegexp(t, `Filter: .*hashtext`, text, text)
 }
 
 // The events a batch releases are processed in the same transaction when the

@@ -58,3 +58,10 @@ func MirrorLoadQueries() map[string]string {
 		"stripe_invoices":      loadQuery("stripe_invoices", invoiceColumns),
 	}
 }
+
+// ClaimDueQuery is the statement with which a batch claims due events on
+// PostgreSQL.
+const ClaimDueQuery = claimDueQuery
+
+// ShareBounds returns the range of customer hashes of partition i of n.
+func ShareBounds(i, n int) (lo, hi int32) { return shareBounds(i, n) }

@@ -34,7 +34,8 @@ type ClaimParams struct {
 	// Partition and Partitions, on PostgreSQL, restrict the due rows to the
 	// customers (or, without one, the events) that hash into Partition of
 	// Partitions, so that the worker loops of one process never claim the
-	// same customer's events at once. Partitions 0 or 1 claims every row.
+	// same customer's events at once. Partitions 0 or 1 claims every row;
+	// otherwise Partition is 0 to Partitions-1.
 	Partition, Partitions int
 }
 
