@@ -37,6 +37,12 @@ type Store interface {
 // events took 35–50 % less CPU in batches of 64 than of 16 (BENCHMARKS.md).
 const DefaultBatchSize = 64
 
+// DefaultIngestMaxLag is how far behind the deliveries a reconciler that
+// lets them go first may fall unless Config.IngestMaxLag says otherwise:
+// longer than a burst of 12,000 events at the slowest rate measured on two
+// cores (BENCHMARKS.md), short next to Stripe's own retries.
+const DefaultIngestMaxLag = 10 * time.Second
+
 // Config configures a Worker. Zero values take the documented defaults.
 type Config struct {
 	Name              string        // worker name in leases and history; default "worker"
@@ -64,6 +70,15 @@ type Config struct {
 	// shared with PostgreSQL, two loops of four during a burst kept
 	// acknowledgements fast and still kept pace (BENCHMARKS.md).
 	IngestLoops int
+	// IngestMaxLag bounds how far behind the deliveries IngestYield and
+	// IngestLoops let the reconciler fall: a loop whose last batch was full
+	// and had been due for longer than IngestMaxLag runs its next batches
+	// at once, without a turn, until it has caught up. A burst shorter than
+	// that is acknowledged first and applied after; deliveries that keep
+	// coming faster than both can be done share the CPU again, with the
+	// reconciler at most about IngestMaxLag behind. Default
+	// DefaultIngestMaxLag.
+	IngestMaxLag time.Duration
 	// CustomerEvents are the event types that create the customer row other
 	// events wait for; default DefaultCustomerEvents.
 	CustomerEvents []string
@@ -106,7 +121,7 @@ type Worker struct {
 // negative count or duration.
 func NewWorker(cfg Config, st Store, logger zerolog.Logger) (*Worker, error) {
 	if cfg.Workers < 0 || cfg.BatchSize < 0 || cfg.MaxAttempts < 0 || cfg.Lease < 0 ||
-		cfg.PollInterval < 0 || cfg.DependencyTimeout < 0 || cfg.BackoffBase < 0 || cfg.BackoffMax < 0 || cfg.IngestYield < 0 || cfg.IngestLoops < 0 {
+		cfg.PollInterval < 0 || cfg.DependencyTimeout < 0 || cfg.BackoffBase < 0 || cfg.BackoffMax < 0 || cfg.IngestYield < 0 || cfg.IngestLoops < 0 || cfg.IngestMaxLag < 0 {
 		return nil, errors.New("reconcile: counts and durations must not be negative")
 	}
 	cfg.Name = cmp.Or(cfg.Name, "worker")
@@ -118,6 +133,7 @@ func NewWorker(cfg Config, st Store, logger zerolog.Logger) (*Worker, error) {
 	cfg.DependencyTimeout = cmp.Or(cfg.DependencyTimeout, 72*time.Hour)
 	cfg.BackoffBase = cmp.Or(cfg.BackoffBase, time.Second)
 	cfg.BackoffMax = cmp.Or(cfg.BackoffMax, time.Hour)
+	cfg.IngestMaxLag = cmp.Or(cfg.IngestMaxLag, DefaultIngestMaxLag)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -156,23 +172,25 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 	wake, unsubscribe := w.store.Subscribe()
 	defer unsubscribe()
 	failures := 0
+	behind := false
 	for {
-		endTurn, ok := w.yield(ctx)
+		endTurn, ok := w.yield(ctx, behind)
 		if !ok {
 			return nil
 		}
-		n, err := w.runBatch(ctx, name, part)
+		batch, err := w.runBatch(ctx, name, part)
 		endTurn()
 		if ctx.Err() != nil {
 			return nil
 		}
+		behind = w.behind(name, behind, batch)
 		wait := jitter(w.cfg.PollInterval)
 		switch {
 		case err != nil:
 			failures++
 			wait = backoff(failures, w.cfg.PollInterval, 5*time.Second)
 			w.logger.Error().Err(err).Str("worker", name).Dur("retry_in", wait).Msg("store unavailable")
-		case n == w.cfg.BatchSize:
+		case batch.Claimed == w.cfg.BatchSize:
 			failures = 0
 			continue // more may be due
 		default:
@@ -184,14 +202,41 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 	}
 }
 
+// behind reports whether a loop that was or was not behind is behind after
+// batch: it falls behind when a full batch had been due for longer than
+// IngestMaxLag, and has caught up once its batch had been due for less than
+// half of that, or was empty. It logs both.
+func (w *Worker) behind(name string, was bool, batch store.Batch) bool {
+	if w.turn == nil {
+		return false
+	}
+	var lag time.Duration
+	if batch.Claimed > 0 {
+		lag = w.cfg.Now().Sub(batch.OldestDue)
+	}
+	is := lag > w.cfg.IngestMaxLag/2
+	if !was {
+		is = batch.Claimed == w.cfg.BatchSize && lag > w.cfg.IngestMaxLag
+	}
+	switch {
+	case is && !was:
+		w.logger.Info().Str("worker", name).Dur("lag", lag).Dur("max_lag", w.cfg.IngestMaxLag).
+			Msg("reconciler behind the deliveries: applying without waiting for them")
+	case was && !is:
+		w.logger.Info().Str("worker", name).Dur("lag", lag).Msg("reconciler caught up: deliveries go first again")
+	}
+	return is
+}
+
 // yield lets the deliveries this process is storing go first. While
 // Store.IngestIdle is open, the loops take turns: IngestLoops of them at a
 // time (one with IngestYield alone) each wait for it, for at most
 // IngestYield, then run their batch while the others queue behind them;
 // when it closes, every loop goes on at once. yield returns the func that
-// ends the turn, and false when ctx is done.
-func (w *Worker) yield(ctx context.Context) (func(), bool) {
-	if w.turn == nil {
+// ends the turn, and false when ctx is done. A loop behind by more than
+// IngestMaxLag goes on at once.
+func (w *Worker) yield(ctx context.Context, behind bool) (func(), bool) {
+	if w.turn == nil || behind {
 		return func() {}, true
 	}
 	idle := w.store.IngestIdle()
@@ -226,30 +271,31 @@ type partition struct{ index, count int }
 // RunOnce claims one batch as worker name and processes it. It returns how
 // many events it claimed, and an error only when the store failed.
 func (w *Worker) RunOnce(ctx context.Context, name string) (int, error) {
-	return w.runBatch(ctx, name, partition{})
+	batch, err := w.runBatch(ctx, name, partition{})
+	return batch.Claimed, err
 }
 
 // runBatch claims and processes a batch in one transaction, then, one at a
 // time, the events it left leased: those whose customer another transaction
 // held, or the whole batch when one of its events failed and rolled it back.
-// It returns how many events it claimed.
-func (w *Worker) runBatch(ctx context.Context, name string, part partition) (int, error) {
+// It returns the batch.
+func (w *Worker) runBatch(ctx context.Context, name string, part partition) (store.Batch, error) {
 	if ctx.Err() != nil {
-		return 0, nil
+		return store.Batch{}, nil
 	}
 	// The transaction in flight finishes even when ctx is cancelled.
 	batch, failed, cause := w.processBatch(context.WithoutCancel(ctx), name, part)
 	switch {
 	case errors.Is(cause, store.ErrUnavailable):
-		return batch.Claimed, cause
+		return batch, cause
 	case cause == nil:
 		// Another transaction held these customers: wait for it.
-		return batch.Claimed, w.processEach(ctx, name, batch.Leased, store.Event{}, nil)
+		return batch, w.processEach(ctx, name, batch.Leased, store.Event{}, nil)
 	}
 	// failed took the batch down with it: record its failure, and process
 	// the others again one at a time.
 	w.logger.Debug().Err(cause).Str("worker", name).Int("events", batch.Claimed).Msg("batch rolled back; processing its events one at a time")
-	return batch.Claimed, w.processEach(ctx, name, batch.Leased, failed, cause)
+	return batch, w.processEach(ctx, name, batch.Leased, failed, cause)
 }
 
 // processEach processes events one transaction at a time, recording the

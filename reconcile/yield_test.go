@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ type ingestingStore struct {
 	idle   chan struct{}
 	active int
 	peak   int
+	starts []time.Time // of every ProcessDue
 }
 
 func newIngestingStore(db *store.DB) *ingestingStore {
@@ -47,6 +49,7 @@ func (s *ingestingStore) enter() func() {
 	defer s.mu.Unlock()
 	s.active++
 	s.peak = max(s.peak, s.active)
+	s.starts = append(s.starts, time.Now())
 	return func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -57,6 +60,12 @@ func (s *ingestingStore) enter() func() {
 func (s *ingestingStore) ProcessDue(ctx context.Context, p store.ClaimParams, fn func(ctx context.Context, tx *store.Tx) error) (store.Batch, error) {
 	defer s.enter()()
 	return s.DB.ProcessDue(ctx, p, fn)
+}
+
+func (s *ingestingStore) batchStarts() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.starts)
 }
 
 func (s *ingestingStore) peakActive() int {
@@ -133,6 +142,47 @@ func TestIngestTurnsAreBounded(t *testing.T) {
 				applied[tr.EventID] = true
 			}
 			require.LessOrEqual(t, st.peakActive(), tc.maxTurns, "while deliveries are stored, at most %d loops claim and apply at once", tc.maxTurns)
+		})
+	}
+}
+
+// TestALoopBehindStopsWaitingForTheDeliveries: deliveries that never stop
+// coming hold the reconciler back only so far. A loop whose full batch had
+// been due for longer than IngestMaxLag runs its next batch at once, without
+// the yield; a loop that is not that far behind waits for it.
+func TestALoopBehindStopsWaitingForTheDeliveries(t *testing.T) {
+	t.Parallel()
+	const yield = time.Second
+	for name, tc := range map[string]struct {
+		received time.Duration // before now
+		behind   bool
+	}{
+		"behind":     {received: time.Minute, behind: true},
+		"not behind": {received: 0, behind: false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			db := storetest.SQLite(t)
+			st := newIngestingStore(db)
+			for _, ev := range scenario.Generate(scenario.Config{Customers: 3, Prefix: "lag"}).Events {
+				if ev.Type == "customer.created" {
+					insert(t, db, ev, time.Now().Add(-tc.received))
+				}
+			}
+			h := startWorkerOn(t, db, st, reconcile.Config{
+				Workers: 1, BatchSize: 1, IngestYield: yield, IngestMaxLag: 10 * time.Second, PollInterval: 10 * time.Millisecond,
+			})
+			for range 2 {
+				h.waitFor(t, "an application", func(tr reconcile.Transition) bool { return tr.Outcome == store.OutcomeApplied })
+			}
+			starts := st.batchStarts()
+			require.GreaterOrEqual(t, len(starts), 2)
+			gap := starts[1].Sub(starts[0])
+			if tc.behind {
+				require.Less(t, gap, yield/2, "a loop behind does not wait for the deliveries")
+			} else {
+				require.GreaterOrEqual(t, gap, yield, "a loop not behind waits for the deliveries")
+			}
 		})
 	}
 }

@@ -26,6 +26,9 @@ type Batch struct {
 	// customer another transaction held, and, when fn failed, every claimed
 	// event still due.
 	Leased []Event
+	// OldestDue is when the oldest claimed event became due (zero when none
+	// was claimed): how far behind the claimer is.
+	OldestDue time.Time
 }
 
 // ProcessDue claims up to p.Limit due events, oldest first, and runs fn for
@@ -94,9 +97,13 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 		}
 		return todo, err
 	}, fn)
+	var oldest time.Time
+	if len(claimed) > 0 {
+		oldest = claimed[0].NextAttemptAt // claimed oldest first
+	}
 	switch {
 	case err == nil:
-		return Batch{Claimed: len(claimed), Processed: processed, Leased: busy}, nil
+		return Batch{Claimed: len(claimed), Processed: processed, Leased: busy, OldestDue: oldest}, nil
 	case isUnavailable(err) && !errors.Is(err, ErrUnavailable):
 		// The connection died under fn: the store failed, not the event.
 		return Batch{}, translate(err)
@@ -114,7 +121,7 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 	if lerr != nil {
 		return Batch{}, fmt.Errorf("%w (and leasing the batch again failed: %w)", err, lerr)
 	}
-	return Batch{Claimed: len(claimed), Leased: leased}, err
+	return Batch{Claimed: len(claimed), Leased: leased, OldestDue: oldest}, err
 }
 
 // claimDue locks and reads, whole, up to p.Limit due pending events of p's

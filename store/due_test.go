@@ -43,6 +43,7 @@ func TestProcessDueAppliesTheOldestDueEventsInOneTransaction(t *testing.T) {
 		require.Equal(t, 2, batch.Claimed)
 		require.Equal(t, []string{"evt_d1", "evt_d2"}, ids(batch.Processed))
 		require.Empty(t, batch.Leased)
+		require.True(t, batch.OldestDue.Equal(t0), "due since evt_d1 was received: %s", batch.OldestDue)
 		for id, want := range map[string]store.Status{"evt_d1": store.StatusApplied, "evt_d2": store.StatusApplied, "evt_d3": store.StatusPending, "evt_d4": store.StatusPending} {
 			ev, err := db.Event(ctx, id)
 			require.NoError(t, err)
