@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,6 +26,8 @@ func TestMain(m *testing.M) {
 	if err := os.Setenv(actAsOrderhook, "1"); err != nil { // inherited by the servers bench starts
 		panic(err)
 	}
+	// The servers the tests run in this process keep its GOMAXPROCS.
+	setGOMAXPROCS = func(int) int { return runtime.GOMAXPROCS(0) }
 	os.Exit(m.Run())
 }
 

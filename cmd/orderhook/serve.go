@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -121,6 +122,8 @@ type serveConfig struct {
 	ingestYield  *time.Duration // nil: auto, by the database
 	ingestLoops  *int           // nil: auto, by the database
 	batchSize    *int           // nil: auto, by the database
+	procs        int            // GOMAXPROCS serve runs with
+	procsBasis   string         // why
 }
 
 // ingestAuto is the default of --ingest-yield, --ingest-loops and
@@ -247,6 +250,10 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 		return err
 	}
 	defer db.Close()
+	cfg.procs, cfg.procsBasis = serveProcs(a.getenv, a.globals.db, runtime.GOMAXPROCS(0))
+	if cfg.procs != runtime.GOMAXPROCS(0) {
+		setGOMAXPROCS(cfg.procs)
+	}
 	if _, err := db.Migrate(ctx); err != nil {
 		return err
 	}
@@ -318,7 +325,8 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 		g.Go(func() error { return worker.Run(gctx) })
 	}
 	logger.Info().Str("addr", ln.Addr().String()).Str("role", cfg.role).Str("db", string(db.Dialect())).
-		Str("mode", cfg.mode).Dur("ingest_yield", wcfg.IngestYield).Int("ingest_loops", wcfg.IngestLoops).Int("batch_size", wcfg.BatchSize).Bool("tracing", tr.On()).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
+		Str("mode", cfg.mode).Dur("ingest_yield", wcfg.IngestYield).Int("ingest_loops", wcfg.IngestLoops).Int("batch_size", wcfg.BatchSize).
+		Int("procs", cfg.procs).Str("procs_basis", cfg.procsBasis).Bool("tracing", tr.On()).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
 	err = g.Wait()
 	logger.Info().Msg("orderhook stopped")
 	return err

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"net"
+	"net/url"
+	"runtime"
+	"strings"
+)
+
+// setGOMAXPROCS applies serve's choice of GOMAXPROCS. Tests that serve in
+// their own process replace it, so that one test's choice does not slow the
+// others.
+var setGOMAXPROCS = runtime.GOMAXPROCS
+
+// serveProcs returns how many cores serve's Go runtime uses, and why. It
+// keeps GOMAXPROCS when the environment sets it. For PostgreSQL on this
+// machine — a loopback address or a Unix socket — it takes half of Go's
+// default, at least one, and leaves the rest to the database: its backends
+// need about as much CPU as orderhook does, and a Go runtime that counts on
+// every core wakes threads for them to preempt. On two cores shared with
+// PostgreSQL the receiver then stored 3,918–4,540 deliveries/s instead of
+// 3,235–3,452 (BENCHMARKS.md). Otherwise it is Go's default.
+func serveProcs(getenv func(string) string, dbURL string, goDefault int) (int, string) {
+	switch {
+	case getenv("GOMAXPROCS") != "":
+		return goDefault, "GOMAXPROCS"
+	case localPostgres(dbURL):
+		return max(1, goDefault/2), "half, for PostgreSQL on this machine"
+	}
+	return goDefault, "Go's default"
+}
+
+// localPostgres reports whether dbURL is a PostgreSQL URL whose host is on
+// this machine: none (lib/pq's default, localhost), localhost, a loopback
+// address, or a Unix socket directory.
+func localPostgres(dbURL string) bool {
+	u, err := url.Parse(dbURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return false
+	}
+	host := u.Hostname()
+	if h := u.Query().Get("host"); h != "" {
+		host = h
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	return host == "" || host == "localhost" || strings.HasPrefix(host, "/")
+}

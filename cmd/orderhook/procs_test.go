@@ -1,0 +1,34 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestServeProcsLeavesHalfTheCoresToALocalPostgres(t *testing.T) {
+	t.Parallel()
+	none := func(string) string { return "" }
+	for _, tc := range []struct {
+		url  string
+		want int
+	}{
+		{"postgres://postgres@127.0.0.1:5432/orderhook?sslmode=disable", 4},
+		{"postgresql://postgres@localhost/orderhook", 4},
+		{"postgres://postgres@[::1]:5432/orderhook", 4},
+		{"postgres:///orderhook", 4},
+		{"postgres://postgres@/orderhook?host=/var/run/postgresql", 4},
+		{"postgres://postgres@db.internal:5432/orderhook", 8},
+		{"postgres://postgres@10.0.0.7:5432/orderhook", 8},
+		{"postgres://postgres@db.internal/orderhook?host=127.0.0.1", 4},
+		{"sqlite:orderhook.db", 8},
+	} {
+		got, _ := serveProcs(none, tc.url, 8)
+		require.Equal(t, tc.want, got, tc.url)
+	}
+	got, _ := serveProcs(none, "postgres://postgres@127.0.0.1/orderhook", 1)
+	require.Equal(t, 1, got, "at least one")
+	got, why := serveProcs(func(k string) string { return map[string]string{"GOMAXPROCS": "8"}[k] }, "postgres://127.0.0.1/x", 8)
+	require.Equal(t, 8, got, "GOMAXPROCS set: kept")
+	require.Equal(t, "GOMAXPROCS", why)
+}
