@@ -51,6 +51,7 @@ type serveFlags struct {
 	adminToken        string
 	ingestYield       string
 	ingestLoops       string
+	ingestMaxLag      time.Duration
 }
 
 func serveBindings() []envBinding {
@@ -69,6 +70,7 @@ func serveBindings() []envBinding {
 		{"admin-token", []string{"ORDERHOOK_ADMIN_TOKEN"}},
 		{"ingest-yield", []string{"ORDERHOOK_INGEST_YIELD"}},
 		{"ingest-loops", []string{"ORDERHOOK_INGEST_LOOPS"}},
+		{"ingest-max-lag", []string{"ORDERHOOK_INGEST_MAX_LAG"}},
 	}
 }
 
@@ -100,16 +102,17 @@ generates an ephemeral whsec_ secret and prints it with a ready-to-paste
 	fs.StringVar(&f.maxBody, "max-body", "1MiB", "largest accepted body")
 	fs.IntVar(&f.workers, "workers", 4, "concurrent reconciler loops")
 	fs.StringVar(&f.batchSize, "batch-size", ingestAuto, "due events a reconciler loop claims and applies in one transaction: auto ("+
-		strconv.Itoa(reconcile.DefaultBatchSize)+" on PostgreSQL, "+strconv.Itoa(sqliteBatchSize)+" on SQLite, where a batch holds back every insert) or a number")
+		strconv.Itoa(postgresBatchSize)+" on PostgreSQL, "+strconv.Itoa(sqliteBatchSize)+" on SQLite, where a batch holds back every insert) or a number")
 	fs.IntVar(&f.maxAttempts, "max-attempts", 12, "failed attempts before an event is dead")
 	fs.DurationVar(&f.dependencyTimeout, "dependency-timeout", 72*time.Hour, "how long an event may wait for its dependency before it is dead")
 	fs.StringSliceVar(&f.customerEvents, "customer-events", reconcile.DefaultCustomerEvents, "event types that create the customer other events wait for")
 	fs.StringVar(&f.role, "role", roleAll, "all, receiver (HTTP only) or worker (reconciler only)")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token of the admin API and page under /admin/ (disabled when empty)")
 	fs.StringVar(&f.ingestYield, "ingest-yield", ingestAuto, "how long the reconciler lets deliveries being stored go first, before each batch: auto ("+
-		sqliteIngestYield.String()+" on SQLite, where a batch blocks every insert; 0 on PostgreSQL), 0 (never) or a duration")
+		sqliteIngestYield.String()+" on SQLite, where a batch blocks every insert; "+postgresIngestYield.String()+" on PostgreSQL), 0 (never) or a duration")
 	fs.StringVar(&f.ingestLoops, "ingest-loops", ingestAuto, "how many reconciler loops may apply at once while deliveries are being stored: auto (a quarter of --workers, at least one, on PostgreSQL; "+
 		"on SQLite the --ingest-yield turns, one loop), 0 (all of them) or a number")
+	fs.DurationVar(&f.ingestMaxLag, "ingest-max-lag", reconcile.DefaultIngestMaxLag, "how long the oldest due event may wait before the reconciler stops letting deliveries go first, until it has caught up")
 	envHelp(fs, serveBindings())
 	return cmd
 }
@@ -127,19 +130,22 @@ type serveConfig struct {
 }
 
 // ingestAuto is the default of --ingest-yield, --ingest-loops and
-// --batch-size, and sqliteIngestYield what the first means on SQLite: there one connection
-// serializes every transaction, so each apply batch holds back every
-// acknowledgement, and the loops take turns one at a time. On PostgreSQL the
-// two only share the CPU: a quarter of the loops (at least one) apply during
-// a burst, without waiting, and the reconciler keeps pace.
-//
-// sqliteBatchSize is what --batch-size auto means on SQLite: there a larger
-// batch holds the acknowledgements back for longer and applies no sooner
-// (BENCHMARKS.md); on PostgreSQL it is reconcile.DefaultBatchSize.
+// --batch-size. During a burst the deliveries go first, for at most
+// --ingest-max-lag: on SQLite one connection serializes every transaction,
+// so each apply batch holds back every acknowledgement, and the loops take
+// turns one at a time, after sqliteIngestYield, with small batches
+// (sqliteBatchSize: a larger one holds the acknowledgements back for longer
+// and applies no sooner). On PostgreSQL the two only share the CPU: a
+// quarter of the loops (at least one) take turns, each after
+// postgresIngestYield, with postgresBatchSize events, which leaves the
+// receiver the CPU during a billing run and applies it all within 1.5× of
+// its ingest time (BENCHMARKS.md).
 const (
-	ingestAuto        = "auto"
-	sqliteIngestYield = 100 * time.Millisecond
-	sqliteBatchSize   = 16
+	ingestAuto          = "auto"
+	sqliteIngestYield   = 100 * time.Millisecond
+	sqliteBatchSize     = 16
+	postgresIngestYield = time.Second
+	postgresBatchSize   = 256
 )
 
 // reconcileIngestYield returns the reconciler's IngestYield on dialect.
@@ -150,7 +156,7 @@ func (c serveConfig) reconcileIngestYield(dialect store.Dialect) time.Duration {
 	case dialect == store.SQLite:
 		return sqliteIngestYield
 	}
-	return 0
+	return postgresIngestYield
 }
 
 // reconcileBatchSize returns the reconciler's BatchSize on dialect.
@@ -161,7 +167,7 @@ func (c serveConfig) reconcileBatchSize(dialect store.Dialect) int {
 	case dialect == store.SQLite:
 		return sqliteBatchSize
 	}
-	return reconcile.DefaultBatchSize
+	return postgresBatchSize
 }
 
 // reconcileIngestLoops returns the reconciler's IngestLoops on dialect.
@@ -198,6 +204,9 @@ func (f serveFlags) validate() (serveConfig, error) {
 	c.maxBodyBytes = int64(n)
 	if f.workers < 1 || f.maxAttempts < 1 {
 		return c, usagef("--workers and --max-attempts must be at least 1")
+	}
+	if f.ingestMaxLag <= 0 {
+		return c, usagef("--ingest-max-lag %s: must be positive, e.g. 10s", f.ingestMaxLag)
 	}
 	if f.dependencyTimeout <= 0 {
 		return c, usagef("--dependency-timeout %s: must be positive, e.g. 72h", f.dependencyTimeout)
@@ -277,6 +286,7 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 		CustomerEvents:    cfg.customerEvents,
 		IngestYield:       cfg.reconcileIngestYield(db.Dialect()),
 		IngestLoops:       cfg.reconcileIngestLoops(db.Dialect()),
+		IngestMaxLag:      cfg.ingestMaxLag,
 	}
 	m, err := metrics.New(metrics.Config{
 		EventTypes: slices.Concat(metrics.DefaultEventTypes, cfg.customerEvents),
@@ -325,7 +335,8 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 		g.Go(func() error { return worker.Run(gctx) })
 	}
 	logger.Info().Str("addr", ln.Addr().String()).Str("role", cfg.role).Str("db", string(db.Dialect())).
-		Str("mode", cfg.mode).Dur("ingest_yield", wcfg.IngestYield).Int("ingest_loops", wcfg.IngestLoops).Int("batch_size", wcfg.BatchSize).
+		Str("mode", cfg.mode).Dur("ingest_yield", wcfg.IngestYield).Int("ingest_loops", wcfg.IngestLoops).
+		Dur("ingest_max_lag", wcfg.IngestMaxLag).Int("batch_size", wcfg.BatchSize).
 		Int("procs", cfg.procs).Str("procs_basis", cfg.procsBasis).Bool("tracing", tr.On()).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
 	err = g.Wait()
 	logger.Info().Msg("orderhook stopped")

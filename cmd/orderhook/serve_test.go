@@ -13,7 +13,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/orderhook/orderhook/reconcile"
 	"github.com/orderhook/orderhook/store"
 	"github.com/orderhook/orderhook/store/storetest"
 )
@@ -164,6 +163,8 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 		{"negative ingest yield from env", nil, map[string]string{"ORDERHOOK_INGEST_YIELD": "-1s"}, "--ingest-yield \"-1s\""},
 		{"ingest loops", []string{"--ingest-loops", "half"}, nil, "--ingest-loops \"half\": use auto, 0 or a number of loops"},
 		{"negative ingest loops from env", nil, map[string]string{"ORDERHOOK_INGEST_LOOPS": "-2"}, "--ingest-loops \"-2\""},
+		{"zero ingest max lag", []string{"--ingest-max-lag", "0s"}, nil, "--ingest-max-lag 0s: must be positive"},
+		{"ingest max lag from env", nil, map[string]string{"ORDERHOOK_INGEST_MAX_LAG": "a while"}, "ORDERHOOK_INGEST_MAX_LAG"},
 		{"log format", []string{"--log-format", "xml"}, nil, "use json or console"},
 		{"unknown flag", []string{"--colour"}, nil, "unknown flag"},
 	} {
@@ -192,12 +193,13 @@ func TestServeIngestSettingsDependOnTheDatabase(t *testing.T) {
 		wantBatch           int
 	}{
 		{"auto", "auto", "auto", store.SQLite, sqliteIngestYield, 0, sqliteBatchSize},
-		{"auto", "auto", "auto", store.Postgres, 0, 1, reconcile.DefaultBatchSize},
+		{"auto", "auto", "auto", store.Postgres, postgresIngestYield, 1, postgresBatchSize},
 		{"0", "0", "128", store.SQLite, 0, 0, 128},
 		{"250ms", "3", "1", store.Postgres, 250 * time.Millisecond, 3, 1},
 	} {
 		f := serveFlags{tolerance: time.Minute, mode: "defer", role: roleAll, maxBody: "1MiB", workers: 4, batchSize: tc.batch, maxAttempts: 1,
-			dependencyTimeout: time.Hour, customerEvents: []string{"customer.created"}, ingestYield: tc.yield, ingestLoops: tc.loops}
+			dependencyTimeout: time.Hour, customerEvents: []string{"customer.created"}, ingestYield: tc.yield, ingestLoops: tc.loops,
+			ingestMaxLag: time.Second}
 		cfg, err := f.validate()
 		require.NoError(t, err)
 		require.Equal(t, tc.wantBatch, cfg.reconcileBatchSize(tc.dialect), "--batch-size %s on %s", tc.batch, tc.dialect)
