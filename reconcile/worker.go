@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -70,13 +71,13 @@ type Config struct {
 	// shared with PostgreSQL, two loops of four during a burst kept
 	// acknowledgements fast and still kept pace (BENCHMARKS.md).
 	IngestLoops int
-	// IngestMaxLag bounds how far behind the deliveries IngestYield and
-	// IngestLoops let the reconciler fall: a loop whose last batch was full
-	// and had been due for longer than IngestMaxLag runs its next batches
-	// at once, without a turn, until it has caught up. A burst shorter than
-	// that is acknowledged first and applied after; deliveries that keep
-	// coming faster than both can be done share the CPU again, with the
-	// reconciler at most about IngestMaxLag behind. Default
+	// IngestMaxLag bounds how far behind the deliveries IngestYield lets
+	// the reconciler fall: once a loop's full batch had been due for longer
+	// than IngestMaxLag, no loop waits before its batch (they still take
+	// IngestLoops turns) until that loop has caught up to half of it. A
+	// burst shorter than that is acknowledged first and applied after;
+	// deliveries that keep coming faster than both can be done share the
+	// CPU again, with the reconciler about IngestMaxLag behind. Default
 	// DefaultIngestMaxLag.
 	IngestMaxLag time.Duration
 	// CustomerEvents are the event types that create the customer row other
@@ -115,6 +116,9 @@ type Worker struct {
 	rules  rules
 	logger zerolog.Logger
 	turn   chan struct{} // a slot per loop whose turn it is while deliveries are stored; nil: no turns
+	// behindLoops counts the loops behind by more than IngestMaxLag: while
+	// one is, the loops take their turns without waiting.
+	behindLoops atomic.Int32
 }
 
 // NewWorker returns a Worker over st. It returns an error when cfg holds a
@@ -173,8 +177,13 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 	defer unsubscribe()
 	failures := 0
 	behind := false
+	defer func() {
+		if behind {
+			w.behindLoops.Add(-1)
+		}
+	}()
 	for {
-		endTurn, ok := w.yield(ctx, behind)
+		endTurn, ok := w.yield(ctx)
 		if !ok {
 			return nil
 		}
@@ -183,7 +192,14 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		behind = w.behind(name, behind, batch)
+		is := w.behind(name, behind, batch)
+		switch {
+		case is && !behind:
+			w.behindLoops.Add(1)
+		case behind && !is:
+			w.behindLoops.Add(-1)
+		}
+		behind = is
 		wait := jitter(w.cfg.PollInterval)
 		switch {
 		case err != nil:
@@ -233,10 +249,10 @@ func (w *Worker) behind(name string, was bool, batch store.Batch) bool {
 // time (one with IngestYield alone) each wait for it, for at most
 // IngestYield, then run their batch while the others queue behind them;
 // when it closes, every loop goes on at once. yield returns the func that
-// ends the turn, and false when ctx is done. A loop behind by more than
-// IngestMaxLag goes on at once.
-func (w *Worker) yield(ctx context.Context, behind bool) (func(), bool) {
-	if w.turn == nil || behind {
+// ends the turn, and false when ctx is done. While a loop is behind by more
+// than IngestMaxLag, the loops still take turns but do not wait.
+func (w *Worker) yield(ctx context.Context) (func(), bool) {
+	if w.turn == nil {
 		return func() {}, true
 	}
 	idle := w.store.IngestIdle()
@@ -248,7 +264,7 @@ func (w *Worker) yield(ctx context.Context, behind bool) (func(), bool) {
 		return nil, false
 	}
 	end := func() { <-w.turn }
-	if w.cfg.IngestYield == 0 {
+	if w.cfg.IngestYield == 0 || w.behindLoops.Load() > 0 {
 		return end, true
 	}
 	t := time.NewTimer(w.cfg.IngestYield)

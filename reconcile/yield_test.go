@@ -108,15 +108,18 @@ func TestLoopsLetIngestGoFirst(t *testing.T) {
 // TestIngestTurnsAreBounded: deliveries that never stop coming do not
 // starve the reconciler. The loops take turns, as many batches at a time as
 // the configuration allows: one with IngestYield (each after at most
-// IngestYield), IngestLoops with it.
+// IngestYield), IngestLoops with it; and still one when they are behind by
+// more than IngestMaxLag and no longer wait.
 func TestIngestTurnsAreBounded(t *testing.T) {
 	t.Parallel()
 	for name, tc := range map[string]struct {
 		cfg      reconcile.Config
+		age      time.Duration // of the stored events
 		maxTurns int
 	}{
-		"ingest yield": {reconcile.Config{IngestYield: 20 * time.Millisecond}, 1},
-		"ingest loops": {reconcile.Config{IngestLoops: 2, Workers: 4}, 2},
+		"ingest yield":  {reconcile.Config{IngestYield: 20 * time.Millisecond}, 0, 1},
+		"ingest loops":  {reconcile.Config{IngestLoops: 2, Workers: 4}, 0, 2},
+		"behind, yield": {reconcile.Config{IngestYield: 200 * time.Millisecond, IngestMaxLag: time.Second}, time.Minute, 1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -126,7 +129,7 @@ func TestIngestTurnsAreBounded(t *testing.T) {
 			var ids []string
 			for _, ev := range s.Events {
 				if ev.Type == "customer.created" {
-					insert(t, db, ev, time.Now())
+					insert(t, db, ev, time.Now().Add(-tc.age))
 					ids = append(ids, ev.ID)
 				}
 			}
