@@ -37,6 +37,18 @@ func TestBehindNeedsAFullLateBatchAndCatchesUpAtHalf(t *testing.T) {
 		require.Equal(t, tc.want, w.behind("w/0", tc.was, tc.batch), tc.name)
 	}
 
+	// In a loop's life: the count of loops behind follows it.
+	w, err = NewWorker(Config{IngestYield: time.Second, BatchSize: 4, IngestMaxLag: 10 * time.Second, Now: func() time.Time { return now }}, nil, zerolog.Nop())
+	require.NoError(t, err)
+	behind := false
+	for _, step := range []struct {
+		batch store.Batch
+		count int32
+	}{{batch(4, 11*time.Second), 1}, {batch(2, 7*time.Second), 1}, {batch(4, 3*time.Second), 0}, {batch(4, 3*time.Second), 0}} {
+		behind = w.behind("w/0", behind, step.batch)
+		require.Equal(t, step.count, w.behindLoops.Load())
+	}
+
 	unturned, err := NewWorker(Config{BatchSize: 4}, nil, zerolog.Nop())
 	require.NoError(t, err)
 	require.False(t, unturned.behind("w/0", false, batch(4, time.Hour)), "without turns a loop never waits: never behind")

@@ -62,7 +62,8 @@ type Config struct {
 	// burst acknowledgements then come first and events are applied one
 	// batch per turn, and at full speed after it. Zero: loops never wait
 	// (the default). Worth it where an apply transaction blocks every
-	// insert, as on SQLite.
+	// insert, as on SQLite, and where the two share few cores (serve sets
+	// it on both engines).
 	IngestYield time.Duration
 	// IngestLoops, when positive, is how many loops may run a batch at
 	// once until Store.IngestIdle says the burst is over; the others wait
@@ -192,14 +193,7 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		is := w.behind(name, behind, batch)
-		switch {
-		case is && !behind:
-			w.behindLoops.Add(1)
-		case behind && !is:
-			w.behindLoops.Add(-1)
-		}
-		behind = is
+		behind = w.behind(name, behind, batch)
 		wait := jitter(w.cfg.PollInterval)
 		switch {
 		case err != nil:
@@ -221,7 +215,8 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 // behind reports whether a loop that was or was not behind is behind after
 // batch: it falls behind when a full batch had been due for longer than
 // IngestMaxLag, and has caught up once its batch had been due for less than
-// half of that, or was empty. It logs both.
+// half of that, or was empty. It logs both, and counts the loop in
+// behindLoops while it is behind.
 func (w *Worker) behind(name string, was bool, batch store.Batch) bool {
 	if w.turn == nil {
 		return false
@@ -236,9 +231,11 @@ func (w *Worker) behind(name string, was bool, batch store.Batch) bool {
 	}
 	switch {
 	case is && !was:
+		w.behindLoops.Add(1)
 		w.logger.Info().Str("worker", name).Dur("lag", lag).Dur("max_lag", w.cfg.IngestMaxLag).
 			Msg("reconciler behind the deliveries: applying without waiting for them")
 	case was && !is:
+		w.behindLoops.Add(-1)
 		w.logger.Info().Str("worker", name).Dur("lag", lag).Msg("reconciler caught up: deliveries go first again")
 	}
 	return is

@@ -3,8 +3,8 @@
 -- hash of their customer (of the event, without one) as the index's second
 -- column lets the claim's scan skip the other shares' rows inside the index,
 -- instead of reading each of them from the table to hash it. The build holds
--- back the inbox INSERTs for a moment (about a second per million rows);
--- deliveries wait for it, they are not refused.
+-- back the inbox INSERTs while it reads the table: deliveries wait for it,
+-- and are answered 503, to be sent again, if that takes over ten seconds.
 CREATE INDEX webhook_events_due_by_share ON webhook_events (next_attempt_at, hashtext(COALESCE(customer_id, event_id)))
     WHERE status = 'pending';
 DROP INDEX webhook_events_due;
