@@ -24,16 +24,17 @@ func serveProcs(getenv func(string) string, dbURL string, goDefault int) (int, s
 	switch {
 	case getenv("GOMAXPROCS") != "":
 		return goDefault, "GOMAXPROCS"
-	case localPostgres(dbURL):
+	case localPostgres(dbURL, getenv("PGHOST")):
 		return max(1, goDefault/2), "half, for PostgreSQL on this machine"
 	}
 	return goDefault, "Go's default"
 }
 
 // localPostgres reports whether dbURL is a PostgreSQL URL whose host is on
-// this machine: none (lib/pq's default, localhost), localhost, a loopback
-// address, or a Unix socket directory.
-func localPostgres(dbURL string) bool {
+// this machine: localhost, a loopback address, or a Unix socket directory.
+// Without a host in the URL, lib/pq connects to pgHost (PGHOST) or, without
+// one, localhost.
+func localPostgres(dbURL, pgHost string) bool {
 	u, err := url.Parse(dbURL)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		return false
@@ -41,6 +42,9 @@ func localPostgres(dbURL string) bool {
 	host := u.Hostname()
 	if h := u.Query().Get("host"); h != "" {
 		host = h
+	}
+	if host == "" {
+		host = pgHost
 	}
 	if ip := net.ParseIP(host); ip != nil {
 		return ip.IsLoopback()

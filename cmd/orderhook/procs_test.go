@@ -26,7 +26,12 @@ func TestServeProcsLeavesHalfTheCoresToALocalPostgres(t *testing.T) {
 		got, _ := serveProcs(none, tc.url, 8)
 		require.Equal(t, tc.want, got, tc.url)
 	}
-	got, _ := serveProcs(none, "postgres://postgres@127.0.0.1/orderhook", 1)
+	pgHost := func(k string) string { return map[string]string{"PGHOST": "db.internal"}[k] }
+	got, _ := serveProcs(pgHost, "postgres:///orderhook", 8)
+	require.Equal(t, 8, got, "no host in the URL: PGHOST's")
+	got, _ = serveProcs(pgHost, "postgres://127.0.0.1/orderhook", 8)
+	require.Equal(t, 4, got, "a host in the URL wins over PGHOST")
+	got, _ = serveProcs(none, "postgres://postgres@127.0.0.1/orderhook", 1)
 	require.Equal(t, 1, got, "at least one")
 	got, why := serveProcs(func(k string) string { return map[string]string{"GOMAXPROCS": "8"}[k] }, "postgres://127.0.0.1/x", 8)
 	require.Equal(t, 8, got, "GOMAXPROCS set: kept")
