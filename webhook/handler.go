@@ -236,6 +236,7 @@ func (h *Handler) log(r *http.Request, level zerolog.Level, d delivery, outcome 
 	e := h.logger.WithLevel(level)
 	if id := RequestID(r.Context()); id != "" {
 		e = e.Str("request_id", id)
+		loggedByHandler(r.Context())
 	}
 	if d.env.ID != "" {
 		e = e.Str("event_id", d.env.ID).Str("type", d.env.Type)

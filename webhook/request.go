@@ -14,20 +14,38 @@ import (
 // set one, in the request.
 const RequestIDHeader = "X-Request-Id"
 
-type requestIDKey struct{}
+type requestKey struct{}
+
+// request is what RequestLog shares with the handler of one request.
+type request struct {
+	id     string
+	logged bool // the handler logged the request's line itself
+}
 
 // RequestID returns the id RequestLog gave the request of ctx, or "".
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if req, ok := ctx.Value(requestKey{}).(*request); ok {
+		return req.id
+	}
+	return ""
+}
+
+// loggedByHandler records that the handler logged the line of the request
+// of ctx, with its id, so that RequestLog logs its own at debug level only.
+func loggedByHandler(ctx context.Context) {
+	if req, ok := ctx.Value(requestKey{}).(*request); ok {
+		req.logged = true
+	}
 }
 
 // RequestLog wraps next so that every request gets an id — the caller's
 // X-Request-Id when it is a short printable token, else a random one —
 // returned in the X-Request-Id answer header and available to handlers
 // through RequestID, and one log line with the method, path, status,
-// duration and id (at debug level for the probes and scrapes of quietPath,
-// at info otherwise). It never logs headers, query strings or bodies.
+// duration and id: at info, but at debug for the probes and scrapes of
+// quietPath and for a webhook delivery, which the Handler logs once, with
+// the id, its outcome and any error. It never logs headers, query strings or
+// bodies.
 func RequestLog(next http.Handler, logger zerolog.Logger) http.Handler {
 	logger = logger.With().Str("component", "http").Logger()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -38,13 +56,14 @@ func RequestLog(next http.Handler, logger zerolog.Logger) http.Handler {
 		}
 		w.Header().Set(RequestIDHeader, id)
 		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		req := &request{id: id}
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), requestKey{}, req)))
 		status := sw.status
 		if status == 0 {
 			status = http.StatusOK
 		}
 		level := zerolog.InfoLevel
-		if quietPath(r.URL.Path) {
+		if quietPath(r.URL.Path) || req.logged {
 			level = zerolog.DebugLevel
 		}
 		logger.WithLevel(level).Str("request_id", id).Str("method", r.Method).Str("path", r.URL.Path).

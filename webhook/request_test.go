@@ -124,15 +124,39 @@ func TestRequestIDHeaderAndLogs(t *testing.T) {
 		switch entry["message"] {
 		case "http request":
 			requests++
+			require.Equal(t, "debug", entry["level"], "a delivery is logged once at info: by the handler")
 			require.Equal(t, "POST", entry["method"])
 			require.Equal(t, "/webhooks/stripe", entry["path"])
 			require.EqualValues(t, http.StatusOK, entry["status"])
 			require.Contains(t, entry, "duration")
 		case "webhook delivery accepted", "webhook delivery duplicate":
 			deliveries++
+			require.Equal(t, "info", entry["level"])
 		}
 	}
 	require.Equal(t, 3, requests)
 	require.Equal(t, 3, deliveries)
 	require.Contains(t, logs.String(), `"request_id":"from-the-proxy.1"`)
+}
+
+// RequestLog logs a request at info, a probe or a scrape at debug, and a
+// webhook delivery, which its handler logs at info, at debug too.
+func TestRequestLogLevels(t *testing.T) {
+	t.Parallel()
+	logs := &syncBuffer{}
+	logger := zerolog.New(logs).Level(zerolog.DebugLevel)
+	srv := httptest.NewServer(webhook.RequestLog(http.NotFoundHandler(), logger))
+	t.Cleanup(srv.Close)
+	for _, path := range []string{"/admin/api/events", "/healthz"} {
+		resp, err := srv.Client().Get(srv.URL + path)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+	}
+	levels := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var entry map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &entry), line)
+		levels[entry["path"].(string)] = entry["level"].(string)
+	}
+	require.Equal(t, map[string]string{"/admin/api/events": "info", "/healthz": "debug"}, levels)
 }
