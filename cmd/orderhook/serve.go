@@ -109,7 +109,7 @@ generates an ephemeral whsec_ secret and prints it with a ready-to-paste
 	fs.StringVar(&f.role, "role", roleAll, "all, receiver (HTTP only) or worker (reconciler only)")
 	fs.StringVar(&f.adminToken, "admin-token", "", "bearer token of the admin API and page under /admin/ (disabled when empty)")
 	fs.StringVar(&f.ingestYield, "ingest-yield", ingestAuto, "how long the reconciler lets deliveries being stored go first, before each batch: auto ("+
-		sqliteIngestYield.String()+" on SQLite, where a batch blocks every insert; "+postgresIngestYield.String()+" on PostgreSQL), 0 (never) or a duration")
+		sqliteIngestYield.String()+" on SQLite, where a batch blocks every insert; on PostgreSQL the whole burst, up to --ingest-max-lag), 0 (never) or a duration")
 	fs.StringVar(&f.ingestLoops, "ingest-loops", ingestAuto, "how many reconciler loops may apply at once while deliveries are being stored: auto (a quarter of --workers, at least one, on PostgreSQL; "+
 		"on SQLite the --ingest-yield turns, one loop), 0 (all of them) or a number")
 	fs.DurationVar(&f.ingestMaxLag, "ingest-max-lag", reconcile.DefaultIngestMaxLag, "how long the oldest due event may wait before the reconciler stops letting deliveries go first, until it has caught up")
@@ -135,17 +135,18 @@ type serveConfig struct {
 // so each apply batch holds back every acknowledgement, and the loops take
 // turns one at a time, after sqliteIngestYield, with small batches
 // (sqliteBatchSize: a larger one holds the acknowledgements back for longer
-// and applies no sooner). On PostgreSQL the two only share the CPU: a
-// quarter of the loops (at least one) take turns, each after
-// postgresIngestYield, with postgresBatchSize events, which leaves the
-// receiver the CPU during a billing run and applies it all within 1.5× of
-// its ingest time (BENCHMARKS.md).
+// and applies no sooner). On PostgreSQL the two only share the CPU, but a
+// batch applied during a burst cost the receiver more than it saved after
+// it: a quarter of the loops (at least one) take turns, each waiting for
+// the burst to end or --ingest-max-lag, whichever is first, then apply
+// postgresBatchSize events at a time, which leaves the receiver the CPU
+// during a billing run and applies it all within 1.5× of its ingest time
+// (BENCHMARKS.md).
 const (
-	ingestAuto          = "auto"
-	sqliteIngestYield   = 100 * time.Millisecond
-	sqliteBatchSize     = 16
-	postgresIngestYield = time.Second
-	postgresBatchSize   = 256
+	ingestAuto        = "auto"
+	sqliteIngestYield = 100 * time.Millisecond
+	sqliteBatchSize   = 16
+	postgresBatchSize = 256
 )
 
 // reconcileIngestYield returns the reconciler's IngestYield on dialect.
@@ -156,7 +157,7 @@ func (c serveConfig) reconcileIngestYield(dialect store.Dialect) time.Duration {
 	case dialect == store.SQLite:
 		return sqliteIngestYield
 	}
-	return postgresIngestYield
+	return c.ingestMaxLag
 }
 
 // reconcileBatchSize returns the reconciler's BatchSize on dialect.

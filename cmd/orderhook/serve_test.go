@@ -193,13 +193,13 @@ func TestServeIngestSettingsDependOnTheDatabase(t *testing.T) {
 		wantBatch           int
 	}{
 		{"auto", "auto", "auto", store.SQLite, sqliteIngestYield, 0, sqliteBatchSize},
-		{"auto", "auto", "auto", store.Postgres, postgresIngestYield, 1, postgresBatchSize},
+		{"auto", "auto", "auto", store.Postgres, 7 * time.Second, 1, postgresBatchSize}, // --ingest-max-lag
 		{"0", "0", "128", store.SQLite, 0, 0, 128},
 		{"250ms", "3", "1", store.Postgres, 250 * time.Millisecond, 3, 1},
 	} {
 		f := serveFlags{tolerance: time.Minute, mode: "defer", role: roleAll, maxBody: "1MiB", workers: 4, batchSize: tc.batch, maxAttempts: 1,
 			dependencyTimeout: time.Hour, customerEvents: []string{"customer.created"}, ingestYield: tc.yield, ingestLoops: tc.loops,
-			ingestMaxLag: time.Second}
+			ingestMaxLag: 7 * time.Second}
 		cfg, err := f.validate()
 		require.NoError(t, err)
 		require.Equal(t, tc.wantBatch, cfg.reconcileBatchSize(tc.dialect), "--batch-size %s on %s", tc.batch, tc.dialect)
