@@ -1,6 +1,11 @@
 package reconcile
 
-import "github.com/orderhook/orderhook/store"
+import (
+	"maps"
+	"slices"
+
+	"github.com/orderhook/orderhook/store"
+)
 
 // DefaultCustomerEvents are the event types that create the customer row
 // other events wait for.
@@ -10,6 +15,7 @@ var DefaultCustomerEvents = []string{"customer.created", "customer.updated", "cu
 // for. They are fixed when a Worker or Checker is built.
 type rules struct {
 	customerEvents map[string]bool
+	customerTypes  []string // the keys of customerEvents, sorted
 	handlers       map[string]HandlerFunc
 }
 
@@ -21,6 +27,7 @@ func newRules(customerEvents []string, handlers map[string]HandlerFunc) rules {
 	for _, t := range customerEvents {
 		r.customerEvents[t] = true
 	}
+	r.customerTypes = slices.Sorted(maps.Keys(r.customerEvents))
 	return r
 }
 

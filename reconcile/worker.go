@@ -200,7 +200,7 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 			failures++
 			wait = backoff(failures, w.cfg.PollInterval, 5*time.Second)
 			w.logger.Error().Err(err).Str("worker", name).Dur("retry_in", wait).Msg("store unavailable")
-		case batch.Claimed == w.cfg.BatchSize:
+		case batch.Claimed >= w.cfg.BatchSize: // more, with the events claimed alongside
 			failures = 0
 			continue // more may be due
 		default:
@@ -227,7 +227,7 @@ func (w *Worker) behind(name string, was bool, batch store.Batch) bool {
 	}
 	is := lag > w.cfg.IngestMaxLag/2
 	if !was {
-		is = batch.Claimed == w.cfg.BatchSize && lag > w.cfg.IngestMaxLag
+		is = batch.Claimed >= w.cfg.BatchSize && lag > w.cfg.IngestMaxLag
 	}
 	switch {
 	case is && !was:

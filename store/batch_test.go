@@ -91,10 +91,71 @@ func TestClaimSkipsOtherPartitionsInTheIndex(t *testing.T) {
 	_, err := db.SQLX().Exec(`ANALYZE webhook_events`)
 	require.NoError(t, err)
 	lo, hi := store.ShareBounds(1, 4)
-	plan := genericPlan(t, db, store.ClaimDueQuery, "timestamptz, int, int, int",
-		fmt.Sprintf(`'%s', 64, %d, %d`, t0.Format(time.RFC3339Nano), lo, hi))
+	plan := genericPlan(t, db, store.ClaimDueQuery, "timestamptz, int, int, int, text[]",
+		fmt.Sprintf(`'%s', 64, %d, %d, '{customer.created}'`, t0.Format(time.RFC3339Nano), lo, hi))
 	require.Regexp(t, `Index Cond: \(\(next_attempt_at <= \$1\) AND \(hashtext\(COALESCE\(customer_id, event_id\)\) >= \$3\)`, plan, plan)
 	require.NotRegexp(t, `Filter: .*hashtext`, plan, plan)
+}
+
+// The events a claim takes along are found per customer through
+// webhook_events_pending_customer, not by reading every due row for each
+// customer (557 ms against 7 ms for a batch of 256 over 10,873 pending
+// rows).
+func TestClaimFindsTheEventsAlongByCustomer(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	_, err := db.SQLX().Exec(`INSERT INTO webhook_events (event_id, type, created, customer_id, payload, received_at, next_attempt_at)
+		SELECT 'evt_p' || i, 'invoice.paid', now(), 'cus_p' || (i % 2000), '{}', now(), now() FROM generate_series(1, 20000) AS i`)
+	require.NoError(t, err)
+	_, err = db.SQLX().Exec(`ANALYZE webhook_events`)
+	require.NoError(t, err)
+	lo, hi := store.ShareBounds(1, 4)
+	plan := genericPlan(t, db, store.ClaimDueQuery, "timestamptz, int, int, int, text[]",
+		fmt.Sprintf(`'%s', 256, %d, %d, '{customer.created}'`, t0.Format(time.RFC3339Nano), lo, hi))
+	require.Regexp(t, `Index Scan using webhook_events_pending_customer on webhook_events e .*\n\s+Index Cond: \(customer_id = \w+\.customer_id\)`, plan, plan)
+}
+
+// A batch takes along, past its limit, the due events that create the
+// customers of its events, and applies them first: the invoices find their
+// customer instead of being deferred. Other types, other customers and
+// events not yet due stay where they are.
+func TestProcessDueTakesTheCustomersAlong(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	typed := func(id, customer, typ string, received time.Time) store.Event {
+		ev := newEvent(id, customer, received)
+		ev.Type = typ
+		return ev
+	}
+	insertAll(t, db,
+		newEvent("evt_a1", "cus_a", t0.Add(1*time.Millisecond)),
+		newEvent("evt_a2", "cus_a", t0.Add(2*time.Millisecond)),
+		newEvent("evt_b1", "cus_b", t0.Add(3*time.Millisecond)),
+		typed("evt_ac", "cus_a", "customer.created", t0.Add(4*time.Millisecond)),
+		typed("evt_bc", "cus_b", "customer.created", t0.Add(5*time.Millisecond)),
+		newEvent("evt_a3", "cus_a", t0.Add(6*time.Millisecond)),
+		typed("evt_as", "cus_a", "customer.subscription.updated", t0.Add(7*time.Millisecond)),
+		typed("evt_au", "cus_a", "customer.updated", t0.Add(time.Hour)), // not due
+	)
+	var seen []string
+	creates := func(ev store.Event) bool { return ev.Type == "customer.created" }
+	batch, err := db.ProcessDue(ctx, store.ClaimParams{
+		Worker: "w", Limit: 2, Now: t0.Add(time.Second), Lease: time.Minute,
+		First: creates, Alongside: []string{"customer.created", "customer.updated"},
+	}, func(ctx context.Context, tx *store.Tx) error {
+		seen = append(seen, tx.Event().ID)
+		return tx.MarkApplied(ctx, "")
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"evt_ac", "evt_a1", "evt_a2"}, seen)
+	require.Equal(t, 3, batch.Claimed)
+	require.Equal(t, t0.Add(time.Millisecond), batch.OldestDue.UTC())
+	for _, id := range []string{"evt_b1", "evt_bc", "evt_a3", "evt_as", "evt_au"} {
+		ev, err := db.Event(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, store.StatusPending, ev.Status, id)
+	}
 }
 
 // The events a batch releases are processed in the same transaction when the

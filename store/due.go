@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 )
 
 // Batch is what ProcessDue did.
 type Batch struct {
-	// Claimed is how many due events the transaction claimed.
+	// Claimed is how many due events the transaction claimed, those
+	// claimed along (ClaimParams.Alongside) included: it can exceed Limit.
 	Claimed int
 	// Processed holds the events fn processed, as locked, in the order fn
 	// ran, once committed: the claimed events in claim order (those
@@ -31,9 +33,10 @@ type Batch struct {
 	OldestDue time.Time
 }
 
-// ProcessDue claims up to p.Limit due events, oldest first, and runs fn for
-// each, in order (p.First's picks first) and in the same transaction: one
-// commit for the whole batch. fn must record each event's outcome with one of Tx's Mark methods.
+// ProcessDue claims up to p.Limit due events, oldest first, with, on
+// PostgreSQL, the due events of the types p.Alongside names whose customer
+// is among theirs, and runs fn for each, in order (p.First's picks first)
+// and in the same transaction: one commit for the whole batch. fn must record each event's outcome with one of Tx's Mark methods.
 // The events a Release in the batch makes due, and whose customer the
 // transaction holds, are processed in it too, after the ones before them,
 // so that a dependent commits together with the dependency it waited for.
@@ -126,10 +129,10 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 
 // claimDue locks and reads, whole, up to p.Limit due pending events of p's
 // partition, oldest first, skipping the rows another transaction holds. On
-// PostgreSQL, in the same statement, it takes the advisory locks of their
-// customers without waiting, and reports for each event whether its
-// customer's lock was free (on SQLite always: every write transaction is
-// exclusive).
+// PostgreSQL, in the same statement, it adds the events p.Alongside takes
+// along and takes the advisory locks of their customers without waiting,
+// and reports for each event whether its customer's lock was free (on
+// SQLite always: every write transaction is exclusive).
 func (db *DB) claimDue(ctx context.Context, tx *sqlx.Tx, p ClaimParams) ([]claimedRow, error) {
 	var rows []claimedRow
 	var err error
@@ -144,7 +147,7 @@ func (db *DB) claimDue(ctx context.Context, tx *sqlx.Tx, p ClaimParams) ([]claim
 		// order, the other shares' rows skipped inside it, and the scan
 		// stops at the batch's last row.
 		lo, hi := shareBounds(p.Partition, p.Partitions)
-		err = db.txSelect(ctx, tx, &rows, claimDueQuery, ts(p.Now), p.Limit, lo, hi)
+		err = db.txSelect(ctx, tx, &rows, claimDueQuery, ts(p.Now), p.Limit, lo, hi, pq.Array(p.Alongside))
 	} else {
 		err = db.txSelect(ctx, tx, &rows, `
 			SELECT `+eventColumns+`, true AS free FROM webhook_events INDEXED BY webhook_events_due
@@ -159,8 +162,10 @@ func (db *DB) claimDue(ctx context.Context, tx *sqlx.Tx, p ClaimParams) ([]claim
 }
 
 // claimDueQuery locks and reads, on PostgreSQL, up to $2 pending rows due at
-// $1 whose customer's hash is in [$3, $4], and tries their customers'
-// advisory locks.
+// $1 whose customer's hash is in [$3, $4], then the due pending rows of the
+// types $5 whose customer is among theirs, and tries their customers'
+// advisory locks. The second read probes webhook_events_pending_customer
+// once per customer.
 const claimDueQuery = `
 	WITH claimed AS (
 		SELECT ` + eventColumns + ` FROM webhook_events
@@ -169,8 +174,18 @@ const claimDueQuery = `
 		ORDER BY next_attempt_at
 		LIMIT $2
 		FOR UPDATE SKIP LOCKED
+	), alongside AS (
+		SELECT a.* FROM (SELECT DISTINCT customer_id FROM claimed WHERE customer_id <> '') AS c,
+		LATERAL (
+			SELECT ` + eventColumns + ` FROM webhook_events e
+			WHERE e.customer_id = c.customer_id AND e.status = 'pending' AND e.next_attempt_at <= $1
+				AND e.type = ANY($5::text[]) AND e.event_id NOT IN (SELECT event_id FROM claimed)
+			OFFSET 0
+			FOR UPDATE SKIP LOCKED
+		) AS a
 	)
-	SELECT *, pg_try_advisory_xact_lock(hashtextextended(` + serializationKeySQL + `, 0)) AS free FROM claimed
+	SELECT *, pg_try_advisory_xact_lock(hashtextextended(` + serializationKeySQL + `, 0)) AS free
+	FROM (SELECT * FROM claimed UNION ALL SELECT * FROM alongside) AS batch
 	ORDER BY next_attempt_at`
 
 // shareBounds returns the range of hashtext values, on PostgreSQL, of the

@@ -31,6 +31,13 @@ type ClaimParams struct {
 	// them then find it there, instead of being deferred and released in
 	// the same transaction.
 	First func(Event) bool
+	// Alongside, on PostgreSQL, names event types claimed with the batch
+	// past Limit: the due pending events of these types whose customer has
+	// an event among the first Limit. The worker names the types that
+	// create a customer, so that a batch holding a customer's invoices
+	// holds the customer too and, with First, applies it before them,
+	// instead of deferring them until a later batch reaches the customer.
+	Alongside []string
 	// Partition and Partitions, on PostgreSQL, restrict the due rows to the
 	// customers (or, without one, the events) that hash into Partition of
 	// Partitions, so that the worker loops of one process never claim the
