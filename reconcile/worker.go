@@ -200,7 +200,7 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 			failures++
 			wait = backoff(failures, w.cfg.PollInterval, 5*time.Second)
 			w.logger.Error().Err(err).Str("worker", name).Dur("retry_in", wait).Msg("store unavailable")
-		case batch.Claimed >= w.cfg.BatchSize: // more, with the events claimed alongside
+		case w.full(batch):
 			failures = 0
 			continue // more may be due
 		default:
@@ -211,6 +211,10 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 		}
 	}
 }
+
+// full reports whether batch claimed BatchSize events or more (the events
+// claimed alongside come on top): more may be due.
+func (w *Worker) full(batch store.Batch) bool { return batch.Claimed >= w.cfg.BatchSize }
 
 // behind reports whether a loop that was or was not behind is behind after
 // batch: it falls behind when a full batch had been due for longer than
@@ -227,7 +231,7 @@ func (w *Worker) behind(name string, was bool, batch store.Batch) bool {
 	}
 	is := lag > w.cfg.IngestMaxLag/2
 	if !was {
-		is = batch.Claimed >= w.cfg.BatchSize && lag > w.cfg.IngestMaxLag
+		is = w.full(batch) && lag > w.cfg.IngestMaxLag
 	}
 	switch {
 	case is && !was:

@@ -36,7 +36,8 @@ type Batch struct {
 // ProcessDue claims up to p.Limit due events, oldest first, with, on
 // PostgreSQL, the due events of the types p.Alongside names whose customer
 // is among theirs, and runs fn for each, in order (p.First's picks first)
-// and in the same transaction: one commit for the whole batch. fn must record each event's outcome with one of Tx's Mark methods.
+// and in the same transaction: one commit for the whole batch. fn must
+// record each event's outcome with one of Tx's Mark methods.
 // The events a Release in the batch makes due, and whose customer the
 // transaction holds, are processed in it too, after the ones before them,
 // so that a dependent commits together with the dependency it waited for.
