@@ -93,7 +93,9 @@ ack latency, the time until everything is applied, the release latency
 In the same run it measures the engine's limit: plain durable single-row
 INSERT … ON CONFLICT DO NOTHING of the same payloads, in the same order, into
 a scratch copy of webhook_events, at the same concurrency, through the same
-driver and connection settings; and prints the ingest rate as a ratio of it.
+driver and connection settings — connections opened and the statement
+prepared before the clock starts, as the server's are — and prints the
+ingest rate as a ratio of it.
 
 Without --url it starts ` + "`orderhook serve`" + ` itself on a free port against --db and
 reads its peak RSS from /proc. Without --db that is a temporary SQLite file in
@@ -225,7 +227,7 @@ func printBenchReport(w io.Writer, target string, dialect store.Dialect, r bench
 		fmt.Fprintf(tw, "not acked\t%s deliveries, answers %v\n", humanize.Comma(int64(failed)), r.Ingest.Status)
 	}
 	if r.Limit != nil {
-		fmt.Fprintf(tw, "engine limit\t%s ev/s in %s\tINSERT %s · plain single-row INSERT, same driver, C=%d\n",
+		fmt.Fprintf(tw, "engine limit\t%s ev/s in %s\tINSERT %s · prepared single-row INSERT, same driver, C=%d\n",
 			rate(r.Limit.Rate()), secs(r.Limit.Duration), percentiles(r.Limit.Latency), r.Concurrency)
 		fmt.Fprintf(tw, "ratio\t%.2f× the engine limit\n", r.Ratio())
 	}

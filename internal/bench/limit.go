@@ -19,7 +19,8 @@ import (
 // Limit is the engine's limit for the workload: plain autocommit
 // single-row INSERTs of the same payloads, in the same order, into a scratch
 // copy of webhook_events, at the same concurrency, through the same driver
-// and connection settings as the server.
+// and connection settings as the server. Like the server's, its connections
+// are open and its INSERT is prepared before the clock starts.
 type Limit struct {
 	Rows     int             // INSERT statements run (duplicates included, as ON CONFLICT DO NOTHING)
 	Duration time.Duration   // wall time of all of them
@@ -57,17 +58,18 @@ func measureLimit(ctx context.Context, db *store.DB, deliveries []deliver.Event,
 	}
 	defer func() { _, _ = db.SQLX().ExecContext(context.WithoutCancel(ctx), `DROP TABLE `+table) }()
 
-	insert := db.SQLX().Rebind(`INSERT INTO ` + table + ` (event_id, type, api_version, livemode, created,
-		customer_id, object_id, payload, received_at, status, next_attempt_at, secret_index)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $9, 0)
-		ON CONFLICT (event_id) DO NOTHING`)
+	insert, err := prepareLimit(ctx, db.SQLX(), table, conc)
+	if err != nil {
+		return Limit{}, err
+	}
+	defer func() { _ = insert.Close() }()
 	var next atomic.Int64
 	latencies := make([][]time.Duration, conc)
 	errs := make([]error, conc)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for g := range conc {
-		wg.Go(func() { latencies[g], errs[g] = insertRows(ctx, db.SQLX(), insert, rows, &next, tick) })
+		wg.Go(func() { latencies[g], errs[g] = insertRows(ctx, insert, rows, &next, tick) })
 	}
 	wg.Wait()
 	lim := Limit{Rows: len(rows), Duration: time.Since(start)}
@@ -82,9 +84,49 @@ func measureLimit(ctx context.Context, db *store.DB, deliveries []deliver.Event,
 	return lim, nil
 }
 
+// prepareLimit opens the connections conc goroutines will insert through
+// (as many as the pool allows) and prepares the INSERT into table, so that
+// the limit's clock measures inserts, not connection setup or parsing: the
+// server it is compared with has its connections open and its statements
+// prepared. database/sql prepares the statement again on each connection
+// that first runs it, one round trip each.
+func prepareLimit(ctx context.Context, db *sqlx.DB, table string, conc int) (*sqlx.Stmt, error) {
+	n := conc
+	if most := db.Stats().MaxOpenConnections; most > 0 {
+		n = min(n, most)
+	}
+	conns := make([]*sql.Conn, 0, n)
+	for range n {
+		c, err := db.Conn(ctx)
+		if err == nil {
+			err = c.PingContext(ctx)
+		}
+		if err != nil {
+			closeAll(conns)
+			return nil, fmt.Errorf("engine limit: open connection %d of %d: %w", len(conns)+1, n, err)
+		}
+		conns = append(conns, c)
+	}
+	closeAll(conns) // back to the pool, open
+	stmt, err := db.PreparexContext(ctx, db.Rebind(`INSERT INTO `+table+` (event_id, type, api_version, livemode,
+		created, customer_id, object_id, payload, received_at, status, next_attempt_at, secret_index)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $9, 0)
+		ON CONFLICT (event_id) DO NOTHING`))
+	if err != nil {
+		return nil, fmt.Errorf("engine limit: prepare the INSERT: %w", err)
+	}
+	return stmt, nil
+}
+
+func closeAll(conns []*sql.Conn) {
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
 // insertRows inserts the rows it takes from next until none is left, and
 // returns the latency of each statement.
-func insertRows(ctx context.Context, db *sqlx.DB, insert string, rows []limitRow, next *atomic.Int64, tick func()) ([]time.Duration, error) {
+func insertRows(ctx context.Context, insert *sqlx.Stmt, rows []limitRow, next *atomic.Int64, tick func()) ([]time.Duration, error) {
 	var lat []time.Duration
 	for {
 		i := int(next.Add(1) - 1)
@@ -94,7 +136,7 @@ func insertRows(ctx context.Context, db *sqlx.DB, insert string, rows []limitRow
 		r := &rows[i]
 		t0 := time.Now()
 		now := t0.UTC().Truncate(time.Microsecond)
-		_, err := db.ExecContext(ctx, insert, r.env.ID, r.env.Type, r.env.APIVersion, r.env.Livemode,
+		_, err := insert.ExecContext(ctx, r.env.ID, r.env.Type, r.env.APIVersion, r.env.Livemode,
 			r.env.Created.UTC(), nullable(r.env.CustomerID), nullable(r.env.ObjectID), r.payload, now)
 		if err != nil {
 			return nil, fmt.Errorf("insert %s: %w", r.env.ID, err)

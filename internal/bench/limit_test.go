@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -30,6 +31,30 @@ func TestMeasureLimit(t *testing.T) {
 		require.NoError(t, db.SQLX().Get(&inbox, `SELECT count(*) FROM webhook_events`))
 		require.Zero(t, inbox, "the inbox is not touched")
 		require.Empty(t, tables(t, db, "bench_limit%"), "the scratch table is dropped")
+	})
+}
+
+// The limit's connections are open, and its INSERT prepared, before its
+// clock starts: as many connections as it has goroutines, or as the pool
+// allows (SQLite's one).
+func TestLimitConnectsBeforeTheClock(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		require.NoError(t, createScratch(ctx, db, "bench_limit_warm"))
+		const conc = 6
+		want := conc
+		if most := db.SQLX().Stats().MaxOpenConnections; most > 0 {
+			want = min(want, most)
+		}
+		insert, err := prepareLimit(ctx, db.SQLX(), "bench_limit_warm", conc)
+		require.NoError(t, err)
+		defer insert.Close()
+		require.GreaterOrEqual(t, db.SQLX().Stats().OpenConnections, want)
+
+		_, err = insert.ExecContext(ctx, "evt_warm", "customer.created", "2023-10-16", false, time.Now(),
+			"cus_warm", "cus_warm", []byte(`{}`), time.Now())
+		require.NoError(t, err)
 	})
 }
 
