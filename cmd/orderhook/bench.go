@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/orderhook/orderhook/internal/bench"
 	"github.com/orderhook/orderhook/internal/deliver"
+	"github.com/orderhook/orderhook/reconcile"
 	"github.com/orderhook/orderhook/store"
 )
 
@@ -40,6 +42,8 @@ func (f *benchFlags) register(flags *pflag.FlagSet) {
 	flags.Float64Var(&w.Duplicates, "duplicates", bench.DefaultDuplicates, "extra deliveries of random events, as a fraction of the distinct events")
 	flags.IntVar(&w.PayloadBytes, "payload-bytes", bench.DefaultPayloadBytes, "approximate size of each event")
 	flags.IntVar(&w.Interleave, "interleave", bench.DefaultInterleave, "customers whose reversed lifecycles are delivered interleaved")
+	flags.BoolVar(&w.LateCustomers, "late-customers", false, "hold back the events that create a customer ("+strings.Join(reconcile.DefaultCustomerEvents, ", ")+
+		") until every other event is applied or deferred, then deliver them: every event that needs its customer is released (the wait counts in neither ingest nor applied)")
 	flags.Uint64Var(&w.Seed, "seed", 0, "workload seed, to repeat a run's order (0: random; the report prints it)")
 	flags.IntVar(&f.cfg.Concurrency, "concurrency", bench.DefaultConcurrency, "deliveries in flight, and INSERTs in flight for the engine limit")
 	flags.DurationVar(&f.cfg.Timeout, "timeout", bench.DefaultTimeout, "how long to wait, after the last answer, for everything to be applied")
@@ -97,6 +101,13 @@ driver and connection settings — connections opened and the statement
 prepared before the clock starts, as the server's are — and prints the
 ingest rate as a ratio of it.
 
+A server that applies a customer's events together applies most of them
+without deferring anything, so the default run may release few events. With
+--late-customers the events that create a customer are held back until every
+other event is applied or deferred, as when Stripe retries a failed
+customer.created: every event that needs its customer is deferred, and the
+release latency covers all of them.
+
 Without --url it starts ` + "`orderhook serve`" + ` itself on a free port against --db and
 reads its peak RSS from /proc. Without --db that is a temporary SQLite file in
 $TMPDIR, deleted after: where $TMPDIR is a tmpfs, fsync costs nothing, so pass
@@ -107,6 +118,7 @@ Exits 0 when every delivery was acknowledged and every event applied, 1
 otherwise, 2 on usage errors.`,
 		Example: `  orderhook bench
   orderhook bench --db postgres://postgres@127.0.0.1:5432/orderhook?sslmode=disable
+  orderhook bench --late-customers --skip-limit
   orderhook bench --url http://127.0.0.1:8080/webhooks/stripe --secret whsec_… --db sqlite:orderhook.db --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -222,6 +234,10 @@ func printBenchReport(w io.Writer, target string, dialect store.Dialect, r bench
 	fmt.Fprintf(tw, "events\t%s (%s distinct, %s duplicates) · %s customers · concurrency %d · payload ~%s · seed %d\n",
 		humanize.Comma(int64(len(wl.Deliveries))), humanize.Comma(int64(wl.Distinct)), humanize.Comma(int64(wl.Duplicates())),
 		humanize.Comma(int64(wl.Customers)), r.Concurrency, humanize.Bytes(uint64(wl.PayloadBytes)), wl.Seed)
+	if wl.Late > 0 {
+		fmt.Fprintf(tw, "held back\t%s deliveries that create a customer, for %s, until the others were applied or deferred\n",
+			humanize.Comma(int64(wl.Late)), secs(r.HeldBack))
+	}
 	fmt.Fprintf(tw, "ingest\t%s ev/s in %s\tack %s\n", rate(r.Ingest.Rate()), secs(r.Ingest.Duration), percentiles(r.Ingest.Latency))
 	if failed := r.Ingest.Planned - r.Ingest.Delivered; failed > 0 {
 		fmt.Fprintf(tw, "not acked\t%s deliveries, answers %v\n", humanize.Comma(int64(failed)), r.Ingest.Status)
@@ -277,10 +293,13 @@ type benchJSON struct {
 	Dialect            store.Dialect        `json:"dialect"`
 	Durability         string               `json:"durability"`
 	Seed               uint64               `json:"seed"`
+	IDPrefix           string               `json:"id_prefix"` // every event id of the run starts with it
 	Customers          int                  `json:"customers"`
 	Deliveries         int                  `json:"deliveries"`
 	Distinct           int                  `json:"distinct"`
 	Duplicates         int                  `json:"duplicates"`
+	Late               int                  `json:"late_deliveries"` // held back until the others were applied or deferred
+	HeldBackMS         float64              `json:"held_back_ms"`
 	PayloadBytes       int                  `json:"payload_bytes"`
 	Concurrency        int                  `json:"concurrency"`
 	Ingest             benchRateJSON        `json:"ingest"`
@@ -308,8 +327,10 @@ type benchRateJSON struct {
 func newBenchJSON(target string, dialect store.Dialect, r bench.Result) benchJSON {
 	wl := r.Workload
 	j := benchJSON{
-		OK: r.Err() == nil, Target: target, Dialect: dialect, Durability: r.Durability, Seed: wl.Seed, Customers: wl.Customers,
+		OK: r.Err() == nil, Target: target, Dialect: dialect, Durability: r.Durability, Seed: wl.Seed, IDPrefix: wl.IDPrefix(),
+		Customers:  wl.Customers,
 		Deliveries: len(wl.Deliveries), Distinct: wl.Distinct, Duplicates: wl.Duplicates(), PayloadBytes: wl.PayloadBytes,
+		Late: wl.Late, HeldBackMS: msf(r.HeldBack),
 		Concurrency: r.Concurrency,
 		Ingest:      rateJSON(r.Ingest.Rate(), r.Ingest.Duration, "request", r.Ingest.Latency),
 		Acked:       r.Ingest.Delivered, Status: r.Ingest.Status, Ratio: r.Ratio(),

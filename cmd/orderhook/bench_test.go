@@ -10,8 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
+	"github.com/orderhook/orderhook/reconcile"
+	"github.com/orderhook/orderhook/store"
 	"github.com/orderhook/orderhook/store/storetest"
 )
 
@@ -33,15 +36,18 @@ func TestMain(m *testing.M) {
 
 // benchReport is the part of `bench --json` the tests check.
 type benchReport struct {
-	OK         bool   `json:"ok"`
-	Target     string `json:"target"`
-	Dialect    string `json:"dialect"`
-	Durability string `json:"durability"`
-	Customers  int    `json:"customers"`
-	Deliveries int    `json:"deliveries"`
-	Distinct   int    `json:"distinct"`
-	Duplicates int    `json:"duplicates"`
-	Payload    int    `json:"payload_bytes"`
+	OK         bool    `json:"ok"`
+	Target     string  `json:"target"`
+	Dialect    string  `json:"dialect"`
+	Durability string  `json:"durability"`
+	IDPrefix   string  `json:"id_prefix"`
+	Customers  int     `json:"customers"`
+	Deliveries int     `json:"deliveries"`
+	Distinct   int     `json:"distinct"`
+	Duplicates int     `json:"duplicates"`
+	Payload    int     `json:"payload_bytes"`
+	Late       int     `json:"late_deliveries"`
+	HeldBackMS float64 `json:"held_back_ms"`
 	Ingest     struct {
 		Rate    float64     `json:"events_per_second"`
 		Latency latencyJSON `json:"latency_ms"`
@@ -73,7 +79,8 @@ func runBench(t *testing.T, getenv func(string) string, args ...string) (benchRe
 	return rep, errOut.String()
 }
 
-// requireConsistent checks what every complete run reports.
+// requireConsistent checks what every complete run with --late-customers
+// reports.
 func requireConsistent(t *testing.T, rep benchReport, customers int) {
 	t.Helper()
 	require.True(t, rep.OK)
@@ -85,16 +92,32 @@ func requireConsistent(t *testing.T, rep benchReport, customers int) {
 	require.Equal(t, map[string]int{"200": rep.Deliveries}, rep.Status)
 	require.InDelta(t, 3000, rep.Payload, 300)
 	require.Positive(t, rep.Ingest.Rate)
-	require.Equal(t, rep.Deliveries, rep.Ingest.Latency.Count)
+	require.Equal(t, rep.Deliveries, rep.Ingest.Latency.Count, "both parts of the delivery")
 	require.True(t, rep.AppliedAll)
 	require.Positive(t, rep.AppliedMS)
 	require.Positive(t, rep.AppliedRatio)
 	require.Equal(t, rep.Distinct, rep.Counts["applied"]+rep.Counts["ignored"])
 	require.Positive(t, rep.Counts["applied"])
-	require.Positive(t, rep.Release.Count, "invoices sent before their customer are deferred, then released")
+
+	require.GreaterOrEqual(t, rep.Late, 2*customers, "customer.created and customer.subscription.created at least")
+	require.Positive(t, rep.HeldBackMS)
+	require.Positive(t, rep.Release.Count)
 	require.LessOrEqual(t, rep.Release.P50, rep.Release.P99)
 	require.Positive(t, rep.ReleasedAndApplied, "released events are applied by the transaction that releases them")
 	require.LessOrEqual(t, rep.ReleasedAndApplied, rep.Release.Count)
+}
+
+// requireAllReleased checks that every event of a --late-customers run that
+// needs its customer was released; db is the server's database.
+func requireAllReleased(t *testing.T, rep benchReport, db *store.DB) {
+	t.Helper()
+	var needCustomer int
+	query, args, err := sqlx.In(`SELECT count(*) FROM webhook_events WHERE event_id LIKE ? AND type NOT IN (?)`,
+		rep.IDPrefix+"%", reconcile.DefaultCustomerEvents)
+	require.NoError(t, err)
+	require.NoError(t, db.SQLX().Get(&needCustomer, db.SQLX().Rebind(query), args...))
+	require.Positive(t, needCustomer)
+	require.Equal(t, needCustomer, rep.Release.Count, "every event that needs its customer is deferred, then released")
 }
 
 // Against a running server, on both engines: every delivery acknowledged,
@@ -103,19 +126,12 @@ func TestBenchAgainstARunningServer(t *testing.T) {
 	t.Parallel()
 	storetest.Dialects(t, func(t *testing.T, dbURL string) {
 		const secret = "whsec_bench"
-		// One event per transaction, applied as it arrives: a batch applies
-		// the events that create a customer before the rest, and on
-		// PostgreSQL takes along those of its customers already stored, so
-		// that a customer in the inbox with its invoices defers nothing;
-		// these small runs would then release nothing to measure.
-		srv := startServe(t, env(nil), "--db", dbURL, "--secret", secret, "--batch-size", "1", "--ingest-yield", "0")
-		// Fixed seeds: a customer whose newest event is a customer.updated
-		// is created by the first event delivered and defers nothing, and a
-		// random seed gives all four customers of the second run such a
-		// lifecycle once in about 81 runs (a CI run failed so).
+		srv := startServe(t, env(nil), "--db", dbURL, "--secret", secret)
+		db := storetest.Open(t, dbURL)
 		rep, _ := runBench(t, env(map[string]string{"ORDERHOOK_STRIPE_SECRETS": secret, "ORDERHOOK_DB": dbURL}),
-			"--url", srv.url, "--customers", "8", "--concurrency", "4", "--seed", "1", "--pid", strconv.Itoa(os.Getpid()))
+			"--url", srv.url, "--customers", "8", "--concurrency", "4", "--late-customers", "--pid", strconv.Itoa(os.Getpid()))
 		requireConsistent(t, rep, 8)
+		requireAllReleased(t, rep, db)
 		require.Equal(t, strings.Split(dbURL, ":")[0], rep.Dialect)
 		if rep.Dialect == "sqlite" {
 			require.Equal(t, "journal_mode=wal synchronous=FULL", rep.Durability)
@@ -129,7 +145,6 @@ func TestBenchAgainstARunningServer(t *testing.T) {
 		require.Positive(t, rep.PeakRSS)
 		require.Contains(t, rep.PeakRSSBasis, "VmHWM")
 
-		db := storetest.Open(t, dbURL)
 		var tables int
 		// This test's schema only: other packages' tests run at the same time
 		// on the same server, with scratch tables of their own.
@@ -141,8 +156,9 @@ func TestBenchAgainstARunningServer(t *testing.T) {
 		require.Zero(t, tables, "the scratch table is dropped")
 
 		again, _ := runBench(t, env(map[string]string{"ORDERHOOK_STRIPE_SECRETS": secret, "ORDERHOOK_DB": dbURL}),
-			"--url", srv.url, "--customers", "4", "--concurrency", "2", "--seed", "2", "--skip-limit", "--metrics-url", strings.TrimSuffix(srv.url, "/webhooks/stripe")+"/metrics")
+			"--url", srv.url, "--customers", "4", "--concurrency", "2", "--late-customers", "--skip-limit", "--metrics-url", strings.TrimSuffix(srv.url, "/webhooks/stripe")+"/metrics")
 		requireConsistent(t, again, 4)
+		requireAllReleased(t, again, db)
 		require.Nil(t, again.Limit, "a second run in the same database counts only its own events")
 		require.Zero(t, again.Ratio)
 		require.Positive(t, again.PeakRSS)
@@ -154,8 +170,7 @@ func TestBenchAgainstARunningServer(t *testing.T) {
 // reads its peak RSS from /proc and stops it.
 func TestBenchStartsItsOwnServer(t *testing.T) {
 	t.Parallel()
-	rep, stderr := runBench(t, env(nil), "--customers", "6", "--concurrency", "4", "--seed", "3", "--serve-flag=--workers=2",
-		"--serve-flag=--batch-size=1") // so that something is released, as above
+	rep, stderr := runBench(t, env(nil), "--customers", "6", "--concurrency", "4", "--late-customers", "--serve-flag=--workers=2")
 	requireConsistent(t, rep, 6)
 	require.Contains(t, rep.Target, "started server")
 	require.Equal(t, "sqlite", rep.Dialect)

@@ -57,9 +57,12 @@ type Result struct {
 	Limit       *Limit         // nil with SkipLimit
 	Outcome     Outcome        // the run's events in the inbox, once settled or timed out
 	// Applied is the time from the first send until the last event was
-	// applied; zero when not everything was.
+	// applied, less HeldBack; zero when not everything was.
 	Applied time.Duration
-	RSS     RSS
+	// HeldBack is how long the late deliveries (Workload.Late) waited for
+	// the others to be applied or deferred.
+	HeldBack time.Duration
+	RSS      RSS
 	// Durability is how commits are made durable on the database, e.g.
 	// "synchronous_commit=on fsync=on".
 	Durability string
@@ -153,12 +156,11 @@ const settlePoll = 250 * time.Millisecond
 func (r *Result) send(ctx context.Context, cfg Config, sender *deliver.Sender, db *store.DB) error {
 	tick, done := cfg.Progress("sending", len(r.Workload.Deliveries))
 	first := time.Now()
-	rep, err := sender.Run(ctx, r.Workload.Deliveries, tick)
+	err := r.deliver(ctx, cfg, sender, db, tick)
 	done()
 	if err != nil {
 		return err
 	}
-	r.Ingest = rep
 	waitCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	tick, done = cfg.Progress("applying", r.Workload.Distinct)
@@ -176,8 +178,31 @@ func (r *Result) send(ctx context.Context, cfg Config, sender *deliver.Sender, d
 		if last := r.Outcome.LastApplied; last.After(first) && last.Before(settledAt) {
 			r.Applied = last.Sub(first)
 		}
+		r.Applied -= r.HeldBack
 	}
 	return nil
+}
+
+// deliver sends the deliveries and sets r.Ingest. The last Workload.Late of
+// them wait until none of the others is pending any more; that time is
+// r.HeldBack, and counts in neither the ingest nor the time until applied.
+func (r *Result) deliver(ctx context.Context, cfg Config, sender *deliver.Sender, db *store.DB, tick func()) error {
+	all := r.Workload.Deliveries
+	early, late := all[:len(all)-r.Workload.Late], all[len(all)-r.Workload.Late:]
+	var err error
+	if r.Ingest, err = sender.Run(ctx, early, tick); err != nil || len(late) == 0 {
+		return err
+	}
+	start := time.Now()
+	waitCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	if err := waitNonePending(waitCtx, db, r.Workload.IDPrefix(), settlePoll); err != nil {
+		return fmt.Errorf("hold back the late deliveries: %w", err)
+	}
+	r.HeldBack = time.Since(start)
+	rep, err := sender.Run(ctx, late, tick)
+	r.Ingest = r.Ingest.Join(rep)
+	return err
 }
 
 // watchRSS starts measuring the server's peak RSS and returns a function

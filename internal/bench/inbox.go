@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/orderhook/orderhook/internal/deliver"
@@ -12,46 +13,77 @@ import (
 // The bench reads the inbox of the server under test directly, restricted
 // to the ids of its own run, so that the database may hold other events.
 
-// unsettled counts the run's events still pending or deferred. One count
-// per status lets each use its own index entries; on PostgreSQL that is an
-// order of magnitude cheaper than status IN (…) while the run's updates
-// leave dead index entries behind.
-func unsettled(ctx context.Context, db *store.DB, idPrefix string) (int, error) {
+// count counts the run's events in any of statuses. One count per status
+// lets each use its own index entries; on PostgreSQL that is an order of
+// magnitude cheaper than status IN (…) while the run's updates leave dead
+// index entries behind.
+func count(ctx context.Context, db *store.DB, idPrefix string, statuses ...store.Status) (int, error) {
+	counts := make([]string, len(statuses))
+	args := make([]any, 0, 2*len(statuses))
+	for i, s := range statuses {
+		counts[i] = `(SELECT count(*) FROM webhook_events WHERE status = ? AND event_id LIKE ?)`
+		args = append(args, s, idPrefix+"%")
+	}
 	var n int
-	like := idPrefix + "%"
-	err := db.SQLX().GetContext(ctx, &n, db.SQLX().Rebind(`SELECT
-		(SELECT count(*) FROM webhook_events WHERE status = 'pending' AND event_id LIKE $1) +
-		(SELECT count(*) FROM webhook_events WHERE status = 'deferred' AND event_id LIKE $2)`), like, like)
+	err := db.SQLX().GetContext(ctx, &n, db.SQLX().Rebind(`SELECT `+strings.Join(counts, " + ")), args...)
 	if err != nil {
-		return 0, fmt.Errorf("count unsettled events: %w", err)
+		return 0, fmt.Errorf("count the run's events %v: %w", statuses, err)
 	}
 	return n, nil
+}
+
+// pollUntilNone calls count every period until it returns 0, and returns
+// when it did. It calls seen with every count. It returns an error when ctx
+// ends first.
+func pollUntilNone(ctx context.Context, every time.Duration, count func() (int, error), seen func(int)) (time.Time, error) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		n, err := count()
+		if err != nil {
+			return time.Time{}, err
+		}
+		seen(n)
+		if n == 0 {
+			return time.Now(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("%d events still to go: %w", n, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // waitSettled polls until none of the run's events is pending or deferred,
 // and returns when it saw that. It calls tick once per event of total seen
 // settled. It returns an error when ctx ends first.
 func waitSettled(ctx context.Context, db *store.DB, idPrefix string, every time.Duration, total int, tick func()) (time.Time, error) {
-	t := time.NewTicker(every)
-	defer t.Stop()
 	settled := 0
-	for {
-		n, err := unsettled(ctx, db, idPrefix)
-		if err != nil {
-			return time.Time{}, err
-		}
+	at, err := pollUntilNone(ctx, every, func() (int, error) {
+		return count(ctx, db, idPrefix, store.StatusPending, store.StatusDeferred)
+	}, func(n int) {
 		for ; settled < total-n; settled++ {
 			tick()
 		}
-		if n == 0 {
-			return time.Now(), nil
-		}
-		select {
-		case <-ctx.Done():
-			return time.Time{}, fmt.Errorf("%d events still pending or deferred: %w", n, ctx.Err())
-		case <-t.C:
-		}
+	})
+	if err != nil {
+		return at, fmt.Errorf("wait until applied: %w", err)
 	}
+	return at, nil
+}
+
+// waitNonePending polls until none of the run's events is pending: every one
+// stored is applied, ignored or deferred. It returns an error when ctx ends
+// first.
+func waitNonePending(ctx context.Context, db *store.DB, idPrefix string, every time.Duration) error {
+	_, err := pollUntilNone(ctx, every, func() (int, error) {
+		return count(ctx, db, idPrefix, store.StatusPending)
+	}, func(int) {})
+	if err != nil {
+		return fmt.Errorf("wait until none is pending: %w", err)
+	}
+	return nil
 }
 
 // Outcome is the state of the run's events in the inbox.

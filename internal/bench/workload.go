@@ -10,6 +10,7 @@ import (
 
 	"github.com/orderhook/orderhook/internal/deliver"
 	"github.com/orderhook/orderhook/internal/scenario"
+	"github.com/orderhook/orderhook/reconcile"
 )
 
 // Workload defaults.
@@ -29,11 +30,17 @@ type WorkloadConfig struct {
 	Interleave   int     // customers whose reversed lifecycles are interleaved with each other
 	Seed         uint64  // same seed, same workload (ids aside); 0 picks one
 	Prefix       string  // makes the ids unique to this run; "" picks one
+	// LateCustomers moves the deliveries of the events that create a
+	// customer (reconcile.DefaultCustomerEvents) after all others, to be
+	// held back until the others are applied or deferred: every event that
+	// needs its customer is then released by it.
+	LateCustomers bool
 }
 
 // Workload is a billing run in delivery order.
 type Workload struct {
 	Deliveries   []deliver.Event // adversarial order, duplicates included
+	Late         int             // the last Late deliveries are held back (LateCustomers)
 	Distinct     int             // distinct events
 	Customers    int
 	PayloadBytes int    // mean payload size
@@ -50,8 +57,9 @@ func (w Workload) Duplicates() int { return len(w.Deliveries) - w.Distinct }
 // NewWorkload generates cfg.Customers lifecycles in Stripe's real shape
 // (internal/scenario) and orders them adversarially: each customer's events
 // newest first, so that invoices and subscription changes arrive before the
-// customer exists; Interleave customers at a time taken in turn; and
-// Duplicates × the events delivered once more at random places. It returns
+// customer exists; Interleave customers at a time taken in turn;
+// Duplicates × the events delivered once more at random places; and, with
+// LateCustomers, the events that create a customer after all others. It returns
 // an error for a negative size or a duplicate fraction outside [0, 1].
 func NewWorkload(cfg WorkloadConfig) (Workload, error) {
 	if cfg.Customers < 0 || cfg.PayloadBytes < 0 || cfg.Interleave < 0 || cfg.Duplicates < 0 || cfg.Duplicates > 1 {
@@ -72,6 +80,9 @@ func NewWorkload(cfg WorkloadConfig) (Workload, error) {
 	order = withDuplicates(order, int(cfg.Duplicates*float64(len(order))+0.5), rng)
 
 	w := Workload{Distinct: len(sc.Events), Customers: cfg.Customers, Seed: cfg.Seed, Prefix: cfg.Prefix}
+	if cfg.LateCustomers {
+		order, w.Late = customersLast(order)
+	}
 	w.Deliveries = make([]deliver.Event, len(order))
 	total := 0
 	for i, ev := range order {
@@ -116,6 +127,21 @@ func adversarial(events []scenario.Event, n int) []scenario.Event {
 		}
 	}
 	return out
+}
+
+// customersLast returns order with the events that create a customer moved
+// to the end, each part in its own order, and how many were moved.
+func customersLast(order []scenario.Event) ([]scenario.Event, int) {
+	out := make([]scenario.Event, 0, len(order))
+	var late []scenario.Event
+	for _, ev := range order {
+		if slices.Contains(reconcile.DefaultCustomerEvents, ev.Type) {
+			late = append(late, ev)
+		} else {
+			out = append(out, ev)
+		}
+	}
+	return append(out, late...), len(late)
 }
 
 // withDuplicates returns order with n more deliveries of events picked at

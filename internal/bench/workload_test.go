@@ -1,11 +1,13 @@
 package bench
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/orderhook/orderhook/internal/stripeevent"
+	"github.com/orderhook/orderhook/reconcile"
 )
 
 // The order is adversarial: every event of a customer is delivered before
@@ -42,7 +44,39 @@ func TestWorkloadIsAdversarial(t *testing.T) {
 			require.Less(t, first[id], created[env.CustomerID], "%s %s comes before its customer", id, env.Type)
 		}
 	}
+}
 
+// With LateCustomers every delivery of an event that creates a customer,
+// duplicates included, comes after all others; each part keeps its order.
+func TestWorkloadLateCustomers(t *testing.T) {
+	t.Parallel()
+	cfg := WorkloadConfig{Customers: 30, Duplicates: 0.3, Seed: 9, Prefix: "t3"}
+	plain, err := NewWorkload(cfg)
+	require.NoError(t, err)
+	cfg.LateCustomers = true
+	w, err := NewWorkload(cfg)
+	require.NoError(t, err)
+	require.Zero(t, plain.Late)
+	require.Equal(t, plain.Distinct, w.Distinct)
+	require.ElementsMatch(t, plain.Deliveries, w.Deliveries)
+
+	var early, late []string
+	for _, d := range plain.Deliveries {
+		env, err := stripeevent.Parse(d.Body)
+		require.NoError(t, err)
+		if slices.Contains(reconcile.DefaultCustomerEvents, env.Type) {
+			late = append(late, d.ID)
+		} else {
+			early = append(early, d.ID)
+		}
+	}
+	require.Greater(t, len(late), 2*30, "customer.created and customer.subscription.created at least, and duplicates")
+	require.Equal(t, len(late), w.Late)
+	var got []string
+	for _, d := range w.Deliveries {
+		got = append(got, d.ID)
+	}
+	require.Equal(t, slices.Concat(early, late), got)
 }
 
 // Duplicates are extra deliveries of the same bytes, at random places; the

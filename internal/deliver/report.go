@@ -35,6 +35,8 @@ type Report struct {
 	Latency         Latency       // per HTTP request that got a response
 	Seed            uint64        // the shuffle seed used; 0 when not shuffled
 	Failures        []Failure     // the first failed deliveries, in send order, at most 10
+
+	latencies []time.Duration // what Latency summarizes, sorted, for Join
 }
 
 // Failure describes a delivery that did not get a 2xx.
@@ -62,6 +64,34 @@ func (r Report) Rate() float64 {
 		return 0
 	}
 	return float64(r.Delivered+r.Failed) / r.Duration.Seconds()
+}
+
+// Join returns the report of r and then o as one run: counts, answers and
+// durations add up (the time between the two runs is not counted), the
+// latencies are summarized over both, Failures keeps the first of r's and
+// then o's, and Seed is r's.
+func (r Report) Join(o Report) Report {
+	j := r
+	j.Events += o.Events
+	j.Planned += o.Planned
+	j.Delivered += o.Delivered
+	j.Failed += o.Failed
+	j.Unsent += o.Unsent
+	j.Requests += o.Requests
+	j.Retries += o.Retries
+	j.TransportErrors += o.TransportErrors
+	j.Duration += o.Duration
+	j.Status = make(map[int]int, len(r.Status)+len(o.Status))
+	for _, s := range []map[int]int{r.Status, o.Status} {
+		for code, n := range s {
+			j.Status[code] += n
+		}
+	}
+	failures := slices.Concat(r.Failures, o.Failures)
+	j.Failures = failures[:min(len(failures), maxFailures)]
+	j.latencies = slices.Concat(r.latencies, o.latencies)
+	j.Latency = Summarize(j.latencies)
+	return j
 }
 
 // Err returns nil when every planned delivery finally got a 2xx, and

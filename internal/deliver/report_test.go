@@ -1,6 +1,7 @@
 package deliver_test
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
@@ -90,4 +91,34 @@ func TestReportErrAndRate(t *testing.T) {
 	}
 	require.InDelta(t, 4.0, deliver.Report{Delivered: 6, Failed: 2, Duration: 2 * time.Second}.Rate(), 1e-9)
 	require.Zero(t, deliver.Report{}.Rate())
+}
+
+// Two runs joined read as one: what adds up adds up, and the latencies are
+// summarized over both runs' requests.
+func TestReportJoinReadsAsOneRun(t *testing.T) {
+	t.Parallel()
+	events := loadEvents(t)
+	rc := newReceiver(t, func(n int, _ []byte) int {
+		if n == 1 { // the first run's only request
+			return http.StatusBadRequest
+		}
+		return http.StatusOK
+	}, secretA)
+	s := newSender(t, rc, nil)
+	first, second := send(t, s, events[:1]), send(t, s, events[1:])
+
+	j := first.Join(second)
+
+	require.Equal(t, len(events), j.Events)
+	require.Equal(t, len(events), j.Planned)
+	require.Equal(t, len(events)-1, j.Delivered)
+	require.Equal(t, 1, j.Failed)
+	require.Equal(t, len(events), j.Requests)
+	require.Equal(t, map[int]int{http.StatusBadRequest: 1, http.StatusOK: len(events) - 1}, j.Status)
+	require.Equal(t, first.Duration+second.Duration, j.Duration)
+	require.Equal(t, []deliver.Failure{first.Failures[0]}, j.Failures)
+	require.Equal(t, len(events), j.Latency.Count)
+	require.Equal(t, max(first.Latency.Max, second.Latency.Max), j.Latency.Max)
+	require.Equal(t, map[int]int{http.StatusBadRequest: 1}, first.Status, "joining leaves the reports as they were")
+	require.ErrorContains(t, j.Err(), "1 of 4 deliveries failed")
 }

@@ -262,6 +262,7 @@ func (r *run) report(d time.Duration) Report {
 		rep.Retries += w.retries
 		all = append(all, w.latencies...)
 	}
+	rep.latencies = all
 	rep.Latency = Summarize(all)
 	return rep
 }
