@@ -28,6 +28,7 @@ type Store interface {
 	Process(ctx context.Context, ev store.Event, worker string, now time.Time, fn func(ctx context.Context, tx *store.Tx) error) error
 	Fail(ctx context.Context, f store.Failure) (int, error)
 	ExpireDeferred(ctx context.Context, now time.Time, limit int, worker string) ([]store.Event, error)
+	Unlease(ctx context.Context, worker string, ids []string) (int, error)
 	Subscribe() (<-chan struct{}, func())
 	IngestIdle() <-chan struct{}
 }
@@ -317,12 +318,14 @@ func (w *Worker) runBatch(ctx context.Context, name string, part partition) (sto
 
 // processEach processes events one transaction at a time, recording the
 // failure cause for the event failed instead of processing it again. It stops
-// early when ctx is done (the rest stay leased until the lease expires) or
-// when the store fails (the loop backs off; the rest are claimed again).
+// early when ctx is done (giving up the leases of the rest) or when the store
+// fails (the loop backs off; the rest are claimed again once their leases
+// expire).
 func (w *Worker) processEach(ctx context.Context, name string, events []store.Event, failed store.Event, cause error) error {
 	inFlight := context.WithoutCancel(ctx)
-	for _, ev := range events {
+	for i, ev := range events {
 		if ctx.Err() != nil {
+			w.unlease(inFlight, name, events[i:])
 			return nil
 		}
 		var err error
@@ -336,6 +339,27 @@ func (w *Worker) processEach(ctx context.Context, name string, events []store.Ev
 		}
 	}
 	return nil
+}
+
+// unleaseTimeout bounds giving up the leases on stop.
+const unleaseTimeout = 5 * time.Second
+
+// unlease gives up name's leases on events, so that another worker takes
+// them at once rather than when the leases expire. A failure is logged: the
+// leases then expire as they would have.
+func (w *Worker) unlease(ctx context.Context, name string, events []store.Event) {
+	ctx, cancel := context.WithTimeout(ctx, unleaseTimeout)
+	defer cancel()
+	ids := make([]string, len(events))
+	for i, ev := range events {
+		ids[i] = ev.ID
+	}
+	n, err := w.store.Unlease(ctx, name, ids)
+	if err != nil {
+		w.logger.Warn().Err(err).Str("worker", name).Int("events", len(ids)).Msg("stopping: could not give up the leases; they expire as usual")
+		return
+	}
+	w.logger.Info().Str("worker", name).Int("events", n).Msg("stopping: gave up the leases of the events not processed")
 }
 
 // sleep waits for a wake-up, d, or ctx; it reports false when ctx is done.

@@ -286,3 +286,65 @@ func TestExpiredLeaseIsTakenOverOnce(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrNotClaimed)
 	})
 }
+
+// A worker stopped while it processes, one at a time, the events its batch
+// left leased gives up the leases of the rest: another worker applies them at
+// once, not a lease later.
+func TestStoppedWorkerGivesUpItsLeases(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		clk := newClock()
+		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "unlease"})
+		created := find(t, s, "customer.created")
+		insert(t, db, created, clk.Now())
+		setup, err := reconcile.NewWorker(reconcile.Config{Now: clk.Now}, db, zerologNop())
+		require.NoError(t, err)
+		n, err := setup.RunOnce(ctx, "setup")
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+
+		// One batch: finalized fails and takes it down; paid, processed alone
+		// next, is where the worker is stopped; succeeded is left leased.
+		finalized, paid, succeeded := find(t, s, "invoice.finalized"), find(t, s, "invoice.paid"), find(t, s, "invoice.payment_succeeded")
+		for i, ev := range []scenario.Event{finalized, paid, succeeded} {
+			insert(t, db, ev, clk.Now().Add(time.Duration(i-3)*time.Millisecond))
+		}
+		entered, proceed := make(chan struct{}), make(chan struct{})
+		calls := 0
+		w, err := reconcile.NewWorker(reconcile.Config{
+			Workers: 1, Now: clk.Now,
+			Handlers: map[string]reconcile.HandlerFunc{
+				"invoice.finalized": func(context.Context, *sqlx.Tx, reconcile.Event) error { return errors.New("downstream down") },
+				"invoice.paid": func(context.Context, *sqlx.Tx, reconcile.Event) error {
+					if calls++; calls == 1 {
+						close(entered)
+						<-proceed
+					}
+					return nil
+				},
+			},
+		}, db, zerologNop())
+		require.NoError(t, err)
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- w.Run(runCtx) }()
+		<-entered
+		stop()
+		close(proceed)
+		require.NoError(t, <-done)
+
+		require.Equal(t, []string{"applied"}, attemptOutcomes(t, db, paid.ID), "the transaction in flight finished")
+		left := event(t, db, succeeded.ID)
+		require.Equal(t, store.StatusPending, left.Status)
+		require.Empty(t, left.LeaseOwner, "the lease is given up")
+
+		heir, err := reconcile.NewWorker(reconcile.Config{Now: clk.Now}, db, zerologNop())
+		require.NoError(t, err)
+		n, err = heir.RunOnce(ctx, "heir")
+		require.NoError(t, err)
+		require.Equal(t, 1, n, "due at once, on the same clock")
+		require.Equal(t, []string{"applied"}, attemptOutcomes(t, db, succeeded.ID))
+		require.Equal(t, []string{"failed"}, attemptOutcomes(t, db, finalized.ID), "the failure waits for its backoff")
+	})
+}

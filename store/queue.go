@@ -246,12 +246,9 @@ func (db *DB) rowsByID(ctx context.Context, tx *sqlx.Tx, what string, events []E
 	for i, ev := range events {
 		ids[i] = ev.ID
 	}
-	query, args, err := sqlx.In(query, append(args, ids)...)
+	query, args, err := db.in(query, append(args, ids)...)
 	if err != nil {
 		return nil, fmt.Errorf("%s events: %w", what, err)
-	}
-	if db.dialect == Postgres {
-		query = sqlx.Rebind(sqlx.DOLLAR, query)
 	}
 	var rows []Event
 	if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
@@ -262,6 +259,19 @@ func (db *DB) rowsByID(ctx context.Context, tx *sqlx.Tx, what string, events []E
 		byID[ev.ID] = ev
 	}
 	return byID, nil
+}
+
+// in expands the slice arguments of query's `IN (?)` (sqlx.In) and returns
+// it in the dialect's placeholders.
+func (db *DB) in(query string, args ...any) (string, []any, error) {
+	query, args, err := sqlx.In(query, args...)
+	if err != nil {
+		return "", nil, err
+	}
+	if db.dialect == Postgres {
+		query = sqlx.Rebind(sqlx.DOLLAR, query)
+	}
+	return query, args, nil
 }
 
 // Event returns the event being processed, as locked at the start of the
@@ -456,6 +466,31 @@ func (db *DB) Fail(ctx context.Context, f Failure) (int, error) {
 		return insertAttempt(ctx, tx, db, f.Now, f.Worker, attemptRow{eventID: f.EventID, outcome: outcome, attempt: attempts, errText: f.Err})
 	})
 	return attempts, err
+}
+
+// Unlease gives up worker's lease on those of ids still pending under it,
+// and returns how many. They are due again at once, at their received_at,
+// ahead of the backlog, as when they were leased. A worker that stops before
+// processing what it leased calls it, so that another worker need not wait
+// for the lease to expire.
+func (db *DB) Unlease(ctx context.Context, worker string, ids []string) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	query, args, err := db.in(`UPDATE webhook_events SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = received_at
+		WHERE status = 'pending' AND lease_owner = ? AND event_id IN (?)`, worker, ids)
+	if err != nil {
+		return 0, fmt.Errorf("unlease %d events: %w", len(ids), err)
+	}
+	res, err := db.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("unlease %d events: %w", len(ids), translate(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("unlease %d events: %w", len(ids), err)
+	}
+	return int(n), nil
 }
 
 // ExpireDeferred moves deferred events whose deadline has passed to dead, at

@@ -223,3 +223,48 @@ func TestExpireDeferred(t *testing.T) {
 		require.Equal(t, store.StatusDeferred, ev.Status)
 	})
 }
+
+// Unlease gives up only the caller's own leases on pending rows, and makes
+// them due at once, ahead of rows received after them.
+func TestUnleaseMakesOwnLeasesDueAtOnce(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		for i, id := range []string{"evt_mine", "evt_theirs", "evt_done", "evt_later"} {
+			_, err := db.InsertEvent(ctx, newEvent(id, "cus_"+id, t0.Add(time.Duration(i)*time.Millisecond)))
+			require.NoError(t, err)
+		}
+		until := t0.Add(time.Minute)
+		storetest.Lease(t, db, "w/0", until, "evt_mine")
+		storetest.Lease(t, db, "w/1", until, "evt_theirs")
+		done := storetest.Lease(t, db, "w/0", until, "evt_done")
+		require.NoError(t, db.Process(ctx, done[0], "w/0", t0, func(ctx context.Context, tx *store.Tx) error {
+			return tx.MarkApplied(ctx, "")
+		}))
+
+		n, err := db.Unlease(ctx, "w/0", []string{"evt_mine", "evt_theirs", "evt_done", "evt_missing"})
+		require.NoError(t, err)
+		require.Equal(t, 1, n, "only evt_mine is pending under w/0's lease")
+		n, err = db.Unlease(ctx, "w/0", nil)
+		require.NoError(t, err)
+		require.Zero(t, n)
+
+		mine, err := db.Event(ctx, "evt_mine")
+		require.NoError(t, err)
+		require.Empty(t, mine.LeaseOwner)
+		require.Nil(t, mine.LeaseExpiresAt)
+		require.True(t, mine.NextAttemptAt.Equal(mine.ReceivedAt), "due as when it was leased: %s", mine.NextAttemptAt)
+		theirs, err := db.Event(ctx, "evt_theirs")
+		require.NoError(t, err)
+		require.Equal(t, "w/1", theirs.LeaseOwner, "another worker's lease holds")
+
+		var seen []string
+		_, err = db.ProcessDue(ctx, store.ClaimParams{Worker: "heir", Limit: 10, Now: t0.Add(time.Second), Lease: time.Minute},
+			func(ctx context.Context, tx *store.Tx) error {
+				seen = append(seen, tx.Event().ID)
+				return tx.MarkApplied(ctx, "")
+			})
+		require.NoError(t, err)
+		require.Equal(t, []string{"evt_mine", "evt_later"}, seen, "long before w/0's lease would have expired")
+	})
+}
