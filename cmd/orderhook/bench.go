@@ -327,8 +327,7 @@ type benchRateJSON struct {
 func newBenchJSON(target string, dialect store.Dialect, r bench.Result) benchJSON {
 	wl := r.Workload
 	j := benchJSON{
-		OK: r.Err() == nil, Target: target, Dialect: dialect, Durability: r.Durability, Seed: wl.Seed, IDPrefix: wl.IDPrefix(),
-		Customers:  wl.Customers,
+		OK: r.Err() == nil, Target: target, Dialect: dialect, Durability: r.Durability, Seed: wl.Seed, IDPrefix: wl.IDPrefix(), Customers: wl.Customers,
 		Deliveries: len(wl.Deliveries), Distinct: wl.Distinct, Duplicates: wl.Duplicates(), PayloadBytes: wl.PayloadBytes,
 		Late: wl.Late, HeldBackMS: msf(r.HeldBack),
 		Concurrency: r.Concurrency,
