@@ -469,8 +469,8 @@ func (db *DB) Fail(ctx context.Context, f Failure) (int, error) {
 }
 
 // Unlease gives up worker's lease on those of ids still pending under it,
-// and returns how many. They are due again at once, at their received_at,
-// ahead of the backlog, as when they were leased. A worker that stops before
+// and returns how many. They were due when leased, and are due again at
+// once: at their received_at, ahead of the backlog. A worker that stops before
 // processing what it leased calls it, so that another worker need not wait
 // for the lease to expire.
 func (db *DB) Unlease(ctx context.Context, worker string, ids []string) (int, error) {
