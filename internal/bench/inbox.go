@@ -38,11 +38,16 @@ func count(ctx context.Context, db *store.DB, idPrefix string, statuses ...store
 func pollUntilNone(ctx context.Context, every time.Duration, count func() (int, error), seen func(int)) (time.Time, error) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	left := -1 // not counted yet
 	for {
 		n, err := count()
-		if err != nil {
+		switch {
+		case err != nil && ctx.Err() != nil && left >= 0: // ctx ended during the count
+			return time.Time{}, fmt.Errorf("%d events still to go: %w", left, ctx.Err())
+		case err != nil:
 			return time.Time{}, err
 		}
+		left = n
 		seen(n)
 		if n == 0 {
 			return time.Now(), nil

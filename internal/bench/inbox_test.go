@@ -1,0 +1,42 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// pollUntilNone returns once the count is 0, passing every count on; when
+// the context ends, even during a count, it says how many were left.
+func TestPollUntilNone(t *testing.T) {
+	t.Parallel()
+	counts := []int{3, 1, 0}
+	var seen []int
+	_, err := pollUntilNone(context.Background(), time.Millisecond, func() (int, error) {
+		n := counts[0]
+		counts = counts[1:]
+		return n, nil
+	}, func(n int) { seen = append(seen, n) })
+	require.NoError(t, err)
+	require.Equal(t, []int{3, 1, 0}, seen)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	_, err = pollUntilNone(ctx, time.Millisecond, func() (int, error) {
+		if calls++; calls == 1 {
+			return 7, nil
+		}
+		cancel() // the context ends while the database is asked
+		return 0, fmt.Errorf("count: %w", ctx.Err())
+	}, func(int) {})
+	require.ErrorIs(t, err, context.Canceled)
+	require.EqualError(t, err, "7 events still to go: context canceled")
+
+	broken := errors.New("relation does not exist")
+	_, err = pollUntilNone(context.Background(), time.Millisecond, func() (int, error) { return 0, broken }, func(int) {})
+	require.ErrorIs(t, err, broken)
+}
