@@ -28,7 +28,7 @@ type Store interface {
 	Process(ctx context.Context, ev store.Event, worker string, now time.Time, fn func(ctx context.Context, tx *store.Tx) error) error
 	Fail(ctx context.Context, f store.Failure) (int, error)
 	ExpireDeferred(ctx context.Context, now time.Time, limit int, worker string) ([]store.Event, error)
-	Unlease(ctx context.Context, worker string, ids []string) (int, error)
+	Unlease(ctx context.Context, worker string, events []store.Event) (int, error)
 	Subscribe() (<-chan struct{}, func())
 	IngestIdle() <-chan struct{}
 }
@@ -350,13 +350,9 @@ const unleaseTimeout = 5 * time.Second
 func (w *Worker) unlease(ctx context.Context, name string, events []store.Event) {
 	ctx, cancel := context.WithTimeout(ctx, unleaseTimeout)
 	defer cancel()
-	ids := make([]string, len(events))
-	for i, ev := range events {
-		ids[i] = ev.ID
-	}
-	n, err := w.store.Unlease(ctx, name, ids)
+	n, err := w.store.Unlease(ctx, name, events)
 	if err != nil {
-		w.logger.Warn().Err(err).Str("worker", name).Int("events", len(ids)).Msg("stopping: could not give up the leases; they expire as usual")
+		w.logger.Warn().Err(err).Str("worker", name).Int("events", len(events)).Msg("stopping: could not give up the leases; they expire as usual")
 		return
 	}
 	w.logger.Info().Str("worker", name).Int("events", n).Msg("stopping: gave up the leases of the events not processed")

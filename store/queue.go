@@ -242,10 +242,7 @@ func (db *DB) rowsByID(ctx context.Context, tx *sqlx.Tx, what string, events []E
 	if len(events) == 0 {
 		return nil, nil
 	}
-	ids := make([]string, len(events))
-	for i, ev := range events {
-		ids[i] = ev.ID
-	}
+	ids := eventIDs(events)
 	query, args, err := db.in(query, append(args, ids)...)
 	if err != nil {
 		return nil, fmt.Errorf("%s events: %w", what, err)
@@ -259,6 +256,15 @@ func (db *DB) rowsByID(ctx context.Context, tx *sqlx.Tx, what string, events []E
 		byID[ev.ID] = ev
 	}
 	return byID, nil
+}
+
+// eventIDs returns the ids of events, in order.
+func eventIDs(events []Event) []string {
+	ids := make([]string, len(events))
+	for i, ev := range events {
+		ids[i] = ev.ID
+	}
+	return ids
 }
 
 // in expands the slice arguments of query's `IN (?)` (sqlx.In) and returns
@@ -468,27 +474,27 @@ func (db *DB) Fail(ctx context.Context, f Failure) (int, error) {
 	return attempts, err
 }
 
-// Unlease gives up worker's lease on those of ids still pending under it,
-// and returns how many. They were due when leased, and are due again at
-// once: at their received_at, ahead of the backlog. A worker that stops before
-// processing what it leased calls it, so that another worker need not wait
-// for the lease to expire.
-func (db *DB) Unlease(ctx context.Context, worker string, ids []string) (int, error) {
-	if len(ids) == 0 {
+// Unlease gives up worker's lease on those of events still pending under
+// it, and returns how many. They were due when leased, and are due again at
+// once: at their received_at, ahead of the backlog. A worker that stops
+// before processing what it leased calls it, so that another worker need not
+// wait for the lease to expire.
+func (db *DB) Unlease(ctx context.Context, worker string, events []Event) (int, error) {
+	if len(events) == 0 {
 		return 0, nil
 	}
 	query, args, err := db.in(`UPDATE webhook_events SET lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = received_at
-		WHERE status = 'pending' AND lease_owner = ? AND event_id IN (?)`, worker, ids)
+		WHERE status = 'pending' AND lease_owner = ? AND event_id IN (?)`, worker, eventIDs(events))
 	if err != nil {
-		return 0, fmt.Errorf("unlease %d events: %w", len(ids), err)
+		return 0, fmt.Errorf("unlease %d events: %w", len(events), err)
 	}
 	res, err := db.db.ExecContext(ctx, query, args...)
 	if err != nil {
-		return 0, fmt.Errorf("unlease %d events: %w", len(ids), translate(err))
+		return 0, fmt.Errorf("unlease %d events: %w", len(events), translate(err))
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return 0, fmt.Errorf("unlease %d events: %w", len(ids), err)
+		return 0, fmt.Errorf("unlease %d events: %w", len(events), err)
 	}
 	return int(n), nil
 }

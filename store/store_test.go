@@ -242,7 +242,7 @@ func TestUnleaseMakesOwnLeasesDueAtOnce(t *testing.T) {
 			return tx.MarkApplied(ctx, "")
 		}))
 
-		n, err := db.Unlease(ctx, "w/0", []string{"evt_mine", "evt_theirs", "evt_done", "evt_missing"})
+		n, err := db.Unlease(ctx, "w/0", []store.Event{{ID: "evt_mine"}, {ID: "evt_theirs"}, {ID: "evt_done"}, {ID: "evt_missing"}})
 		require.NoError(t, err)
 		require.Equal(t, 1, n, "only evt_mine is pending under w/0's lease")
 		n, err = db.Unlease(ctx, "w/0", nil)
