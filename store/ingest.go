@@ -34,10 +34,10 @@ const (
 )
 
 // groupCommitter coalesces concurrent InsertEvent calls into one multi-row
-// INSERT per transaction. N concurrent deliveries then cost one commit, one
-// WAL flush and, on PostgreSQL, one NOTIFY (which serializes the commits of
-// every notifying transaction) instead of N. Each caller still returns only
-// after the statement holding its row has committed.
+// INSERT per transaction. N concurrent deliveries then cost one commit and
+// one WAL flush instead of N, and, on PostgreSQL, at most one NOTIFY sent
+// after the commit by the notifier. Each caller still returns only after
+// the statement holding its row has committed.
 //
 // One batch commits at a time, and the next is everything that queued
 // meanwhile. A second committer taking requests while the first commits
@@ -268,7 +268,7 @@ func (db *DB) insertEvents(ctx context.Context, events []Event) ([]bool, error) 
 		inserted[first[id]] = true
 	}
 	if len(ids) > 0 {
-		db.wake.signal()
+		db.notify()
 	}
 	return inserted, nil
 }
@@ -279,8 +279,8 @@ const insertColumns = `event_id, type, api_version, livemode, created, customer_
 	payload, received_at, status, next_attempt_at, secret_index`
 
 // insertStatement returns the INSERT of events, returning the ids it
-// inserted. On PostgreSQL the same statement wakes every replica: the NOTIFY
-// commits with the rows, once per statement, with no extra round trip.
+// inserted. It does not NOTIFY: insertEvents has the notifier do that after
+// the commit.
 func (db *DB) insertStatement(events []Event) (string, []any) {
 	var b strings.Builder
 	b.WriteString(`INSERT INTO webhook_events (` + insertColumns + `) VALUES `)
@@ -295,11 +295,5 @@ func (db *DB) insertStatement(events []Event) (string, []any) {
 		args = append(args, row...)
 	}
 	b.WriteString(` ON CONFLICT (event_id) DO NOTHING RETURNING event_id`)
-	if db.dialect != Postgres {
-		return b.String(), args
-	}
-	args = append(args, notifyChannel)
-	return `WITH ins AS (` + b.String() + `),
-		woke AS (SELECT pg_notify(` + placeholders(len(args), 1) + `, '') FROM (SELECT 1 FROM ins LIMIT 1) AS one)
-		SELECT event_id FROM ins, (SELECT count(*) FROM woke) AS notified`, args
+	return b.String(), args
 }

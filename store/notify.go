@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 )
 
@@ -23,14 +24,102 @@ func (db *DB) Subscribe() (<-chan struct{}, func()) {
 	return db.wake.subscribe()
 }
 
-// notify wakes local subscribers and, on PostgreSQL, every other replica.
-func (db *DB) notify(ctx context.Context) {
+// notify wakes local subscribers at once and, on PostgreSQL, every other
+// replica soon after. It never blocks.
+func (db *DB) notify() {
 	db.wake.signal()
-	if db.dialect == Postgres {
-		// Best effort: subscribers also poll, so a lost notification only
-		// costs latency.
-		_, _ = db.db.ExecContext(ctx, `SELECT pg_notify($1, '')`, notifyChannel)
+	db.others.signal()
+}
+
+// notifier sends the NOTIFY that wakes the other replicas, from its own
+// goroutine, after the commit of what it announces. Signals that arrive
+// while one is sent, or within notifyGap of it, coalesce into the next.
+// The NOTIFY is kept out of the inserting transaction, so that the group
+// commit neither takes the database-wide lock a notifying commit holds
+// through its WAL flush nor wakes every listener once per batch.
+//
+// A nil notifier (SQLite: one process) does nothing.
+type notifier struct {
+	db      *sqlx.DB
+	pending chan struct{} // buffered: one NOTIFY owed at most
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+}
+
+// notifyTimeout bounds one NOTIFY, so that a hung database cannot keep
+// close waiting.
+const notifyTimeout = 5 * time.Second
+
+// notifyGap is the least time between two NOTIFYs. The first after a pause
+// goes at once; during a burst the other replicas hear of new events ten
+// times a second instead of once per batch. Each NOTIFY wakes the LISTEN
+// backend and the listener of every replica, this one included, and one per
+// batch cost the receiver about a tenth of its rate (BENCHMARKS.md).
+const notifyGap = 100 * time.Millisecond
+
+func newNotifier(db *sqlx.DB) *notifier {
+	n := &notifier{db: db, pending: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go n.run()
+	return n
+}
+
+// signal asks for a NOTIFY after the one under way, if any.
+func (n *notifier) signal() {
+	if n == nil {
+		return
 	}
+	select {
+	case n.pending <- struct{}{}:
+	default:
+	}
+}
+
+// close sends the NOTIFY still owed, so that a process that stops right
+// after an insert or a replay still wakes the others, and stops.
+func (n *notifier) close() {
+	if n == nil {
+		return
+	}
+	n.once.Do(func() { close(n.stop) })
+	<-n.done
+}
+
+func (n *notifier) run() {
+	defer close(n.done)
+	for {
+		select {
+		case <-n.pending:
+			n.send()
+			n.wait(notifyGap)
+		case <-n.stop:
+			select {
+			case <-n.pending:
+				n.send()
+			default:
+			}
+			return
+		}
+	}
+}
+
+// wait returns after d, or at once when the notifier is stopped.
+func (n *notifier) wait(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-n.stop:
+	}
+}
+
+// send is best effort: subscribers also poll, so a lost notification only
+// costs latency. A transaction that only notifies commits without waiting
+// for a WAL flush.
+func (n *notifier) send() {
+	ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+	defer cancel()
+	_, _ = n.db.ExecContext(ctx, `SELECT pg_notify($1, '')`, notifyChannel)
 }
 
 // broadcaster fans wake-ups out to subscribers without ever blocking.

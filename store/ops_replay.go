@@ -76,7 +76,7 @@ func (db *DB) Replay(ctx context.Context, p ReplayParams) (ReplayResult, error) 
 		return ReplayResult{}, fmt.Errorf("%w: replay needs event ids or a filter with statuses", ErrInvalidInput)
 	}
 	if res.Replayed > 0 {
-		db.notify(context.WithoutCancel(ctx))
+		db.notify()
 	}
 	return res, err
 }

@@ -38,6 +38,7 @@ type DB struct {
 	dsn      string
 	wake     *broadcaster
 	ingest   *groupCommitter
+	others   *notifier // nil on SQLite
 	prepared *preparedCache
 }
 
@@ -67,6 +68,9 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	if err := db.Ping(ctx); err != nil {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), err)
+	}
+	if dialect == Postgres {
+		db.others = newNotifier(sqldb)
 	}
 	db.ingest = newGroupCommitter(db)
 	return db, nil
@@ -138,10 +142,12 @@ func (db *DB) Ping(ctx context.Context) error {
 	return translate(db.db.PingContext(ctx))
 }
 
-// Close waits for the inserts in flight to commit, then closes every
-// connection and stops the notification listener.
+// Close waits for the inserts in flight to commit and for the NOTIFY they
+// owe the other replicas, then closes every connection and stops the
+// notification listener.
 func (db *DB) Close() error {
 	db.ingest.close()
+	db.others.close()
 	db.wake.close()
 	db.prepared.close()
 	return db.db.Close()

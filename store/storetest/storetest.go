@@ -33,6 +33,38 @@ func SQLiteURL(t testing.TB) string {
 // no server is configured, unless CI=true.
 func PostgresURL(t testing.TB) string {
 	t.Helper()
+	base := serverURL(t)
+	schema := "test_" + randomHex(t, 8)
+	require.NoError(t, admin(base, `CREATE SCHEMA `+schema), "create schema on %s", store.Redact(base))
+	t.Cleanup(func() { _ = admin(base, `DROP SCHEMA `+schema+` CASCADE`) })
+	u, err := url.Parse(base)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// PostgresDatabaseURL creates a database of its own for t on the test server
+// and returns its URL; the database is dropped when t ends. Schemas share
+// their database's LISTEN/NOTIFY channels; a test that counts notifications
+// needs a database of its own. It skips t as PostgresURL does.
+func PostgresDatabaseURL(t testing.TB) string {
+	t.Helper()
+	base := serverURL(t)
+	name := "test_" + randomHex(t, 8)
+	require.NoError(t, admin(base, `CREATE DATABASE `+name), "create database on %s", store.Redact(base))
+	t.Cleanup(func() { _ = admin(base, `DROP DATABASE `+name+` WITH (FORCE)`) })
+	u, err := url.Parse(base)
+	require.NoError(t, err)
+	u.Path = "/" + name
+	return u.String()
+}
+
+// serverURL returns the test server's URL. It skips t when none is
+// configured, and fails it instead when CI=true.
+func serverURL(t testing.TB) string {
+	t.Helper()
 	base := os.Getenv(EnvURL)
 	if base == "" {
 		if os.Getenv("CI") == "true" {
@@ -40,28 +72,18 @@ func PostgresURL(t testing.TB) string {
 		}
 		t.Skipf("%s not set; skipping PostgreSQL test", EnvURL)
 	}
-	admin, err := sqlx.Open("postgres", base)
-	require.NoError(t, err)
-	defer admin.Close()
+	return base
+}
 
-	schema := "test_" + randomHex(t, 8)
-	_, err = admin.Exec(`CREATE SCHEMA ` + schema)
-	require.NoError(t, err, "create schema on %s", store.Redact(base))
-	t.Cleanup(func() {
-		admin, err := sqlx.Open("postgres", base)
-		if err != nil {
-			return
-		}
-		defer admin.Close()
-		_, _ = admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
-	})
-
-	u, err := url.Parse(base)
-	require.NoError(t, err)
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+// admin runs statement on the test server's own database.
+func admin(base, statement string) error {
+	db, err := sqlx.Open("postgres", base)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.Exec(statement)
+	return err
 }
 
 // Open opens and migrates the database at rawURL and closes it when t ends.
