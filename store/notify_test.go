@@ -30,8 +30,8 @@ func listenedDB(t *testing.T) (*store.DB, string, <-chan *pq.Notification) {
 	return db, url, l.Notify
 }
 
-// next returns the next notification, failing t when none comes within
-// wait.
+// next waits for the next notification and returns when it came, failing t
+// when none comes within wait.
 func next(t *testing.T, notes <-chan *pq.Notification, wait time.Duration) time.Time {
 	t.Helper()
 	select {
