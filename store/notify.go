@@ -55,7 +55,7 @@ const notifyTimeout = 5 * time.Second
 // goes at once; during a burst the other replicas hear of new events ten
 // times a second instead of once per batch. Each NOTIFY wakes the LISTEN
 // backend and the listener of every replica, this one included, and one per
-// batch cost the receiver about a tenth of its rate (BENCHMARKS.md).
+// batch cost the receiver about 8 % of its rate (BENCHMARKS.md).
 const notifyGap = 100 * time.Millisecond
 
 func newNotifier(db *sqlx.DB) *notifier {
