@@ -2,6 +2,9 @@ package store
 
 import "time"
 
+// NotifyGap is the least time between two NOTIFYs of one DB.
+const NotifyGap = notifyGap
+
 // CommitBatch commits events as one group-commit batch, as if they were
 // concurrent InsertEvent calls that queued together, and returns what each
 // call would return.

@@ -54,8 +54,8 @@ const notifyTimeout = 5 * time.Second
 // notifyGap is the least time between two NOTIFYs. The first after a pause
 // goes at once; during a burst the other replicas hear of new events ten
 // times a second instead of once per batch. Each NOTIFY wakes the LISTEN
-// backend and the listener of every replica, this one included, and one per
-// batch cost the receiver about 8 % of its rate (BENCHMARKS.md).
+// backend and the listener of every replica, this one included; without one
+// per batch the receiver stores about 8 % more (BENCHMARKS.md).
 const notifyGap = 100 * time.Millisecond
 
 func newNotifier(db *sqlx.DB) *notifier {

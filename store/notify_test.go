@@ -13,9 +13,6 @@ import (
 	"github.com/orderhook/orderhook/store/storetest"
 )
 
-// notifyGap mirrors the store's least time between two NOTIFYs.
-const notifyGap = 100 * time.Millisecond
-
 // listenedDB returns a migrated database of t's own, its URL, and the
 // notifications on orderhook's channel in it, from a LISTEN connection that
 // is listening when listenedDB returns.
@@ -63,11 +60,11 @@ func TestInsertsNotifyOtherReplicasCoalesced(t *testing.T) {
 		select {
 		case <-notes:
 			got++
-		case <-time.After(3 * notifyGap):
+		case <-time.After(3 * store.NotifyGap):
 			quiet = true
 		}
 	}
-	require.LessOrEqual(t, got, int(took/notifyGap)+2, "NOTIFYs for 40 inserts in %s", took)
+	require.LessOrEqual(t, got, int(took/store.NotifyGap)+2, "NOTIFYs for 40 inserts in %s", took)
 }
 
 // An insert within the gap after a NOTIFY is announced when the gap ends,
@@ -83,7 +80,7 @@ func TestInsertWithinTheGapIsNotifiedAfterIt(t *testing.T) {
 	_, err = db.InsertEvent(ctx, newEvent("evt_second", "cus_g", t0))
 	require.NoError(t, err)
 	second := next(t, notes, 5*time.Second)
-	require.GreaterOrEqual(t, second.Sub(first), notifyGap/2, "the second waits out the gap")
+	require.GreaterOrEqual(t, second.Sub(first), store.NotifyGap/2, "the second waits out the gap")
 }
 
 // A process that stops right after an insert still wakes the others: Close
