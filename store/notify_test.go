@@ -80,7 +80,9 @@ func TestInsertWithinTheGapIsNotifiedAfterIt(t *testing.T) {
 	_, err = db.InsertEvent(ctx, newEvent("evt_second", "cus_g", t0))
 	require.NoError(t, err)
 	second := next(t, notes, 5*time.Second)
-	require.GreaterOrEqual(t, second.Sub(first), store.NotifyGap/2, "the second waits out the gap")
+	// Without the gap the second comes within a few milliseconds; the bound
+	// leaves room for the first to have been delivered late.
+	require.GreaterOrEqual(t, second.Sub(first), store.NotifyGap/4, "the second waits out the gap")
 }
 
 // A process that stops right after an insert still wakes the others: Close
@@ -98,5 +100,5 @@ func TestCloseSendsTheNotifyOwed(t *testing.T) {
 	_, err = db.InsertEvent(ctx, newEvent("evt_second", "cus_c", t0))
 	require.NoError(t, err)
 	require.NoError(t, db.Close())
-	next(t, notes, time.Second)
+	next(t, notes, 5*time.Second)
 }
