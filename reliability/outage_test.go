@@ -65,7 +65,8 @@ func TestDatabaseOutage(t *testing.T) {
 	// The last sixth is held back until the kills have ended, so that some
 	// deliveries are sent after them however soon a fast machine is
 	// through the rest.
-	early, late := deliveries[:len(deliveries)-len(deliveries)/6], deliveries[len(deliveries)-len(deliveries)/6:]
+	split := len(deliveries) - len(deliveries)/6
+	early, late := deliveries[:split], deliveries[split:]
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return cl.deliverAll(gctx, early, 8) })
 	g.Go(func() error {
