@@ -55,7 +55,8 @@ const notifyTimeout = 5 * time.Second
 // goes at once; during a burst the other replicas hear of new events ten
 // times a second instead of once per batch. Each NOTIFY wakes the LISTEN
 // backend and the listener of every replica, this one included; without one
-// per batch the receiver stores about 8 % more (BENCHMARKS.md).
+// per batch the receiver stored about 8 % more on the machine of the time
+// (BENCHMARKS.md, "Wake-ups after the commit").
 const notifyGap = 100 * time.Millisecond
 
 func newNotifier(db *sqlx.DB) *notifier {
