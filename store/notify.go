@@ -92,25 +92,37 @@ func (n *notifier) run() {
 		select {
 		case <-n.pending:
 			n.send()
-			n.wait(notifyGap)
-		case <-n.stop:
-			select {
-			case <-n.pending:
-				n.send()
-			default:
+			if !n.wait(notifyGap) {
+				n.flush()
+				return
 			}
+		case <-n.stop:
+			n.flush()
 			return
 		}
 	}
 }
 
-// wait returns after d, or at once when the notifier is stopped.
-func (n *notifier) wait(d time.Duration) {
+// wait returns true after d, or false at once when the notifier is stopped.
+// A stop during the gap is taken here, not by run's select, where a
+// pending signal would race it.
+func (n *notifier) wait(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return true
 	case <-n.stop:
+		return false
+	}
+}
+
+// flush sends the NOTIFY still owed, if any.
+func (n *notifier) flush() {
+	select {
+	case <-n.pending:
+		n.send()
+	default:
 	}
 }
 
