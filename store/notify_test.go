@@ -102,3 +102,54 @@ func TestCloseSendsTheNotifyOwed(t *testing.T) {
 	require.NoError(t, db.Close())
 	next(t, notes, 5*time.Second)
 }
+
+// A batch that applies the events it releases leaves nothing due: it wakes
+// no replica, where a NOTIFY would have every replica's workers look for
+// work in vain.
+func TestBatchApplyingWhatItReleasesNotifiesNobody(t *testing.T) {
+	t.Parallel()
+	db, _, notes := listenedDB(t)
+	ctx := context.Background()
+	customer := newEvent("evt_rn_cus", "cus_rn", t0.Add(time.Millisecond))
+	customer.Type = "customer.created"
+	insertAll(t, db, newEvent("evt_rn_inv", "cus_rn", t0), customer)
+	params := store.ClaimParams{Worker: "w", Limit: 1, Now: t0.Add(time.Second), Lease: time.Minute}
+	batch, err := db.ProcessDue(ctx, params, func(ctx context.Context, tx *store.Tx) error {
+		return tx.MarkDeferred(ctx, "customer:cus_rn", t0.Add(time.Hour))
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"evt_rn_inv"}, ids(batch.Processed))
+	quiet(t, notes, 3*store.NotifyGap) // the inserts' NOTIFYs
+
+	params.Limit = 16
+	batch, err = db.ProcessDue(ctx, params, func(ctx context.Context, tx *store.Tx) error {
+		if tx.Event().Type == "customer.created" {
+			if err := tx.EnsureCustomer(ctx, "cus_rn"); err != nil {
+				return err
+			}
+			if _, err := tx.Release(ctx, "customer:cus_rn"); err != nil {
+				return err
+			}
+		}
+		return tx.MarkApplied(ctx, "")
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"evt_rn_cus", "evt_rn_inv"}, ids(batch.Processed), "released and applied in the batch")
+	select {
+	case <-notes:
+		t.Fatal("a batch that left nothing due sent a NOTIFY")
+	case <-time.After(3 * store.NotifyGap):
+	}
+}
+
+// quiet drains notes until none has come for d.
+func quiet(t *testing.T, notes <-chan *pq.Notification, d time.Duration) {
+	t.Helper()
+	for {
+		select {
+		case <-notes:
+		case <-time.After(d):
+			return
+		}
+	}
+}

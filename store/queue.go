@@ -101,11 +101,11 @@ func (db *DB) pickClaimed(ctx context.Context, tx *sqlx.Tx, events []Event, work
 // With chain (a batch), it also processes the events a Release makes due
 // whose serialization key the transaction holds. Without (one event) it does
 // not: a failure of the released event would be blamed on the one that
-// released it.
+// released it. Only the released events it leaves due wake the workers.
 func (db *DB) process(ctx context.Context, worker string, now time.Time, chain bool, pick picker, fn func(ctx context.Context, tx *Tx) error) (processed []Event, err error) {
-	var released int
+	var owed int // released events the transaction leaves to other loops
 	err = db.withRetry(ctx, func(sqltx *sqlx.Tx) error {
-		processed, released = processed[:0], 0
+		processed, owed = processed[:0], 0
 		var h *held
 		if db.dialect == Postgres {
 			h = &held{}
@@ -129,23 +129,24 @@ func (db *DB) process(ctx context.Context, worker string, now time.Time, chain b
 			if err := fn(ctx, tx); err != nil {
 				return err
 			}
-			released += len(tx.released)
 			processed = append(processed, cur)
 			for _, r := range tx.released {
 				if chain && locked[serializationKey(r)] {
 					todo = append(todo, r)
+					continue
 				}
+				owed++
 			}
 		}
 		if h != nil {
-			h.notify = released > 0
+			h.notify = owed > 0
 		}
 		return h.write(ctx, db, sqltx, mirror, worker, ts(now))
 	})
 	if err != nil {
 		return nil, err
 	}
-	if released > 0 {
+	if owed > 0 {
 		db.wake.signal()
 	}
 	return processed, nil
@@ -357,9 +358,9 @@ type Released struct {
 
 // Release makes every event deferred on dependency due now, stamping its
 // released_at and recording a `released` attempt for each, and returns them.
-// Workers are woken when the transaction commits. In a ProcessDue batch
-// that holds their customer, the released events are processed in the same
-// transaction.
+// In a ProcessDue batch that holds their customer, the released events are
+// processed in the same transaction. Workers, this process's and every
+// replica's, are woken at its commit if it leaves any of them due.
 func (tx *Tx) Release(ctx context.Context, dependency string) ([]Released, error) {
 	// A released event is due at once, and ahead of the backlog: it is due
 	// from when it was received.
