@@ -19,7 +19,7 @@ var setGOMAXPROCS = runtime.GOMAXPROCS
 // need about as much CPU as orderhook does, and a Go runtime that counts on
 // every core wakes threads for them to preempt. On two cores shared with
 // PostgreSQL the receiver then stored 3,918–4,540 deliveries/s instead of
-// 3,235–3,452, and 6,839–6,874 instead of 4,851–5,655 on a faster machine
+// 3,235–3,452, and 6,839–6,874 instead of 4,851–5,655 on the Xeon
 // (BENCHMARKS.md). Otherwise it is Go's default.
 func serveProcs(getenv func(string) string, dbURL string, goDefault int) (int, string) {
 	switch {

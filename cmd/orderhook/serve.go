@@ -135,10 +135,10 @@ type serveConfig struct {
 // so each apply batch holds back every acknowledgement, and the loops take
 // turns one at a time, after sqliteIngestYield, with small batches
 // (sqliteBatchSize: a larger one holds the acknowledgements back for longer
-// and applies no sooner). A 5 ms turn still stored 2,344–3,338 deliveries/s
-// and applied a billing run within 1.22–1.35× of its ingest time; 100 ms
-// stored 4,066–4,520/s but applied it within 1.84–2.13×, past the 1.5×
-// bound (BENCHMARKS.md). On PostgreSQL the two only share the CPU, but a
+// and applies no sooner). On the AMD EPYC machine a 5 ms turn still stored
+// 2,344–3,338 deliveries/s and applied a billing run within 1.22–1.35× of
+// its ingest time; 100 ms stored 4,066–4,520/s but applied it within
+// 1.84–2.13×, past the 1.5× bound (BENCHMARKS.md). On PostgreSQL the two only share the CPU, but a
 // batch applied during a burst cost the receiver more than it saved after
 // it: a quarter of the loops (at least one) take turns, each waiting for
 // the burst to end or --ingest-max-lag, whichever is first, then apply
