@@ -212,6 +212,105 @@ func TestProcessDueProcessesWhatItReleases(t *testing.T) {
 	})
 }
 
+// deferredThenCustomer stores the events first and second of customer cus,
+// deferred on it, then the customer.created event created, due after them.
+func deferredThenCustomer(t *testing.T, db *store.DB, cus, first, second, created string) {
+	t.Helper()
+	ctx := context.Background()
+	insertAll(t, db, newEvent(first, cus, t0), newEvent(second, cus, t0.Add(time.Millisecond)))
+	for _, ev := range storetest.Lease(t, db, "w", t0.Add(time.Minute), first, second) {
+		require.NoError(t, db.Process(ctx, ev, "w", t0, func(ctx context.Context, tx *store.Tx) error {
+			return tx.MarkDeferred(ctx, "customer:"+cus, t0.Add(time.Hour))
+		}))
+	}
+	customer := newEvent(created, cus, t0.Add(2*time.Millisecond))
+	customer.Type = "customer.created"
+	insertAll(t, db, customer)
+}
+
+// On PostgreSQL a batch writes the row of an event it releases and applies
+// once, at its commit: the release is written with the transition. Writing
+// it released first would update the row, and every index on status and
+// next_attempt_at, twice.
+func TestProcessDueWritesWhatItReleasesOnce(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	deferredThenCustomer(t, db, "cus_o", "evt_o1", "evt_o2", "evt_oc")
+
+	// Rows of webhook_events updated by the backend so far. On PostgreSQL 15
+	// the count includes earlier transactions' not yet reported, so only a
+	// difference within the transaction tells.
+	updates := func(ctx context.Context, tx *store.Tx) (n int, err error) {
+		return n, tx.SQLX().GetContext(ctx, &n, `SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'webhook_events'`)
+	}
+	var before, after int
+	_, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 16, Now: t0.Add(time.Second), Lease: time.Minute}, func(ctx context.Context, tx *store.Tx) (err error) {
+		switch tx.Event().ID {
+		case "evt_oc":
+			if before, err = updates(ctx, tx); err != nil {
+				return err
+			}
+			if _, err := tx.Release(ctx, "customer:cus_o"); err != nil {
+				return err
+			}
+		case "evt_o2":
+			if after, err = updates(ctx, tx); err != nil {
+				return err
+			}
+		}
+		return tx.MarkApplied(ctx, "")
+	})
+	require.NoError(t, err)
+	require.Equal(t, 0, after-before, "the released rows are not written before the commit")
+	for _, id := range []string{"evt_o1", "evt_o2"} {
+		ev, err := db.Event(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, store.StatusApplied, ev.Status, id)
+		require.True(t, ev.ReleasedAt.Equal(t0.Add(time.Second)), "%s: released_at stamped", id)
+		require.True(t, ev.NextAttemptAt.Equal(ev.ReceivedAt), "%s: due from its receipt, as a release leaves it", id)
+		require.Empty(t, ev.WaitingFor, id)
+	}
+}
+
+// A released event that a batch defers again, or leaves without a
+// transition, is still written released: before its deferral, or before the
+// commit.
+func TestProcessDueWritesTheReleaseOfWhatItDoesNotFinish(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	deferredThenCustomer(t, db, "cus_u", "evt_u1", "evt_u2", "evt_uc")
+
+	released := t0.Add(time.Second)
+	_, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 16, Now: released, Lease: time.Minute}, func(ctx context.Context, tx *store.Tx) error {
+		switch tx.Event().ID {
+		case "evt_uc":
+			if _, err := tx.Release(ctx, "customer:cus_u"); err != nil {
+				return err
+			}
+			return tx.MarkApplied(ctx, "")
+		case "evt_u1":
+			return tx.MarkDeferred(ctx, "refund:re_1", t0.Add(2*time.Hour))
+		}
+		return nil // evt_u2: no transition
+	})
+	require.NoError(t, err)
+	u1, err := db.Event(ctx, "evt_u1")
+	require.NoError(t, err)
+	require.Equal(t, store.StatusDeferred, u1.Status)
+	require.Equal(t, "refund:re_1", u1.WaitingFor)
+	require.NotNil(t, u1.ReleasedAt, "released_at stamped before the deferral")
+	require.True(t, u1.ReleasedAt.Equal(released))
+	u2, err := db.Event(ctx, "evt_u2")
+	require.NoError(t, err)
+	require.Equal(t, store.StatusPending, u2.Status)
+	require.Empty(t, u2.WaitingFor)
+	require.NotNil(t, u2.ReleasedAt, "released_at stamped before the commit")
+	require.True(t, u2.ReleasedAt.Equal(released))
+	require.True(t, u2.NextAttemptAt.Equal(u2.ReceivedAt), "due from its receipt")
+}
+
 // An event deferred early in a batch and released later in it is processed
 // again in the same transaction, and listed twice.
 func TestProcessDueAppliesWhatItDeferredAndReleased(t *testing.T) {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -16,17 +17,27 @@ import (
 // event. They are the final transitions (applied, ignored) with their
 // history rows, the mirror rows, which the transaction reads from its
 // mirrorCache, and the wake-up of the other replicas. A release looks for
-// deferred rows, which are written at once.
+// deferred rows, which are written at once, except that the release of an
+// event the transaction processes itself is written with its transition.
 type held struct {
 	ids, statuses, outcomes, details []string
 	attempts                         []int64
-	notify                           bool // wake every replica's workers at commit
+	released                         []bool // the event's release is written with its transition
+	// unwritten holds the events released in the transaction whose rows
+	// still read deferred: each is written with its transition, or by
+	// writeReleased before anything else writes it.
+	unwritten map[string]bool
+	notify    bool // wake every replica's workers at commit
 	// bitmapOff records that the claim turned bitmap scans off for the
 	// transaction; Flush turns them back on for registered handlers.
 	bitmapOff bool
 }
 
+func newHeld() *held { return &held{unwritten: make(map[string]bool)} }
+
 func (h *held) finish(id string, status Status, outcome string, attempt int, detail string) {
+	h.released = append(h.released, h.unwritten[id])
+	delete(h.unwritten, id)
 	h.ids = append(h.ids, id)
 	h.statuses = append(h.statuses, string(status))
 	h.outcomes = append(h.outcomes, outcome)
@@ -34,10 +45,11 @@ func (h *held) finish(id string, status Status, outcome string, attempt int, det
 	h.details = append(h.details, detail)
 }
 
-// Flush writes the mirror rows the transaction holds back (PostgreSQL) and
-// gives the planner back its defaults, so that a registered handler's
-// statements, run through SQLX, see the mirror as applied so far and are
-// planned as anywhere else. The worker calls it before every handler.
+// Flush writes the mirror rows and releases the transaction holds back
+// (PostgreSQL) and gives the planner back its defaults, so that a
+// registered handler's statements, run through SQLX, see the mirror and
+// the inbox as applied so far and are planned as anywhere else. The worker
+// calls it before every handler.
 func (tx *Tx) Flush(ctx context.Context) error {
 	h := tx.held
 	if h == nil {
@@ -49,7 +61,10 @@ func (tx *Tx) Flush(ctx context.Context) error {
 		}
 		h.bitmapOff = false
 	}
-	return writeHeld(ctx, tx.db, tx.tx, &held{}, tx.mirror, tx.worker, tx.now)
+	if err := h.writeUnwritten(ctx, tx.db, tx.tx, tx.now); err != nil {
+		return err
+	}
+	return writeHeld(ctx, tx.db, tx.tx, newHeld(), tx.mirror, tx.worker, tx.now)
 }
 
 // write sends everything h and the mirror cache hold back, as worker, at
@@ -58,7 +73,31 @@ func (h *held) write(ctx context.Context, db *DB, tx *sqlx.Tx, mirror *mirrorCac
 	if h == nil {
 		return nil
 	}
+	// Released events the transaction processed without a transition.
+	if err := h.writeUnwritten(ctx, db, tx, now); err != nil {
+		return err
+	}
 	return writeHeld(ctx, db, tx, h, mirror, worker, now)
+}
+
+// writeUnwritten writes every release still unwritten, at releasedAt.
+func (h *held) writeUnwritten(ctx context.Context, db *DB, tx *sqlx.Tx, releasedAt time.Time) error {
+	if err := writeReleased(ctx, db, tx, slices.Sorted(maps.Keys(h.unwritten)), releasedAt); err != nil {
+		return fmt.Errorf("write released events: %w", translate(err))
+	}
+	clear(h.unwritten)
+	return nil
+}
+
+// writeReleased writes the release of id, if it is unwritten, before the
+// transaction writes its row otherwise. A nil held (SQLite) writes
+// releases at once.
+func (h *held) writeReleased(ctx context.Context, tx *Tx, id string) error {
+	if h == nil || !h.unwritten[id] {
+		return nil
+	}
+	delete(h.unwritten, id)
+	return writeReleased(ctx, tx.db, tx.tx, []string{id}, tx.now)
 }
 
 // writeHeld writes the transitions and notification of h and the mirror
@@ -71,7 +110,7 @@ func writeHeld(ctx context.Context, db *DB, tx *sqlx.Tx, h *held, mirror *mirror
 	}
 	args := slices.Concat(c.args(), s.args(), i.args(), []any{
 		pq.Array(h.ids), pq.Array(h.statuses), pq.Array(h.outcomes), pq.Array(h.attempts), pq.Array(h.details),
-		now, nullable(worker), h.notify, notifyChannel,
+		now, nullable(worker), h.notify, notifyChannel, pq.Array(h.released),
 	})
 	var n struct {
 		Mirror   int  `db:"mirror"`
@@ -90,8 +129,9 @@ func writeHeld(ctx context.Context, db *DB, tx *sqlx.Tx, h *held, mirror *mirror
 }
 
 // writeHeldQuery upserts the held mirror rows ($1–$29), marks the finished
-// events ($30–$34) and records their history, at $35 by worker $36, and
-// notifies channel $38 when $37.
+// events ($30–$34; released in the transaction, $39: their release too) and
+// records their history, at $35 by worker $36, and notifies channel $38
+// when $37.
 const writeHeldQuery = `
 	WITH customers AS (
 		INSERT INTO stripe_customers (id, email, name, deleted, livemode, last_event_id, last_event_type, last_event_created, updated_at)
@@ -128,11 +168,13 @@ const writeHeldQuery = `
 			updated_at = excluded.updated_at
 		RETURNING 1
 	), v AS (
-		SELECT * FROM unnest($30::text[], $31::text[], $32::text[], $33::bigint[], $34::text[])
-			AS v(event_id, status, outcome, attempt, detail)
+		SELECT * FROM unnest($30::text[], $31::text[], $32::text[], $33::bigint[], $34::text[], $39::boolean[])
+			AS v(event_id, status, outcome, attempt, detail, released)
 	), updated AS (
 		UPDATE webhook_events e SET status = v.status, attempts = v.attempt, applied_at = $35, waiting_for = NULL,
-			lease_owner = NULL, lease_expires_at = NULL
+			lease_owner = NULL, lease_expires_at = NULL,
+			released_at = CASE WHEN v.released THEN $35 ELSE e.released_at END,
+			next_attempt_at = CASE WHEN v.released THEN e.received_at ELSE e.next_attempt_at END
 		FROM v WHERE e.event_id = v.event_id
 		RETURNING e.event_id
 	), recorded AS (

@@ -55,9 +55,10 @@ type Tx struct {
 	event    Event
 	worker   string
 	now      time.Time
-	released []Event      // by Release, as locked
-	held     *held        // writes held until the commit, on PostgreSQL
-	mirror   *mirrorCache // shared by the transaction's events
+	released []Event          // by Release, as locked
+	held     *held            // writes held until the commit, on PostgreSQL
+	mirror   *mirrorCache     // shared by the transaction's events
+	chains   func(Event) bool // whether the transaction processes a released event itself
 }
 
 // Process runs fn in one transaction for the event ev, which is leased to
@@ -108,7 +109,7 @@ func (db *DB) process(ctx context.Context, worker string, now time.Time, chain b
 		processed, owed = processed[:0], 0
 		var h *held
 		if db.dialect == Postgres {
-			h = &held{}
+			h = newHeld()
 		}
 		todo, err := pick(ctx, sqltx, h)
 		if err != nil {
@@ -118,6 +119,7 @@ func (db *DB) process(ctx context.Context, worker string, now time.Time, chain b
 		for _, ev := range todo {
 			locked[serializationKey(ev)] = true
 		}
+		chains := func(ev Event) bool { return chain && locked[serializationKey(ev)] }
 		mirror := newMirrorCache()
 		if err := mirror.load(ctx, db, sqltx, todo); err != nil {
 			return err
@@ -125,13 +127,13 @@ func (db *DB) process(ctx context.Context, worker string, now time.Time, chain b
 		for len(todo) > 0 {
 			cur := todo[0]
 			todo = todo[1:]
-			tx := &Tx{tx: sqltx, db: db, event: cur, worker: worker, now: ts(now), held: h, mirror: mirror}
+			tx := &Tx{tx: sqltx, db: db, event: cur, worker: worker, now: ts(now), held: h, mirror: mirror, chains: chains}
 			if err := fn(ctx, tx); err != nil {
 				return err
 			}
 			processed = append(processed, cur)
 			for _, r := range tx.released {
-				if chain && locked[serializationKey(r)] {
+				if chains(r) {
 					todo = append(todo, r)
 					continue
 				}
@@ -310,6 +312,9 @@ func (tx *Tx) MarkIgnored(ctx context.Context) error {
 // MarkDeferred parks the event until the dependency waitingFor (for example
 // "customer:cus_123") is released, or until deadline, when it becomes dead.
 func (tx *Tx) MarkDeferred(ctx context.Context, waitingFor string, deadline time.Time) error {
+	if err := tx.held.writeReleased(ctx, tx, tx.event.ID); err != nil {
+		return fmt.Errorf("defer %s: %w", tx.event.ID, translate(err))
+	}
 	return tx.updateAndRecord(ctx, "defer", `
 		UPDATE webhook_events SET status = 'deferred', waiting_for = $2, next_attempt_at = $3,
 			lease_owner = NULL, lease_expires_at = NULL
@@ -362,22 +367,13 @@ type Released struct {
 // processed in the same transaction. Workers, this process's and every
 // replica's, are woken at its commit if it leaves any of them due.
 func (tx *Tx) Release(ctx context.Context, dependency string) ([]Released, error) {
-	// A released event is due at once, and ahead of the backlog: it is due
-	// from when it was received.
-	release := `UPDATE webhook_events SET status = 'pending', waiting_for = NULL, next_attempt_at = received_at, released_at = $2
-		WHERE status = 'deferred' AND waiting_for = $1
-		RETURNING ` + eventColumns
 	detail := dependency + " applied by " + tx.event.ID
 	var events []Event
 	var err error
-	if tx.db.dialect == Postgres {
-		// One statement: the rows and their history rows.
-		err = tx.db.txSelect(ctx, tx.tx, &events, `WITH released AS (`+release+`),
-			recorded AS (INSERT INTO event_attempts (event_id, at, outcome, attempt, worker, detail)
-				SELECT event_id, $2, $3, attempts, $4, $5 FROM released)
-			SELECT * FROM released`, dependency, tx.now, OutcomeReleased, nullable(tx.worker), detail)
+	if tx.held != nil {
+		events, err = tx.releaseHeld(ctx, dependency, detail)
 	} else {
-		events, err = tx.releaseThenRecord(ctx, release, dependency, detail)
+		events, err = tx.releaseThenRecord(ctx, dependency, detail)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("release %s: %w", dependency, translate(err))
@@ -394,11 +390,18 @@ func (tx *Tx) Release(ctx context.Context, dependency string) ([]Released, error
 	return released, nil
 }
 
-// releaseThenRecord runs release and records a released attempt for each
-// row it returns, one statement each, all prepared once per connection.
-func (tx *Tx) releaseThenRecord(ctx context.Context, release, dependency, detail string) ([]Event, error) {
+// releaseQuery makes the events deferred on $1 due from when they were
+// received (ahead of the backlog), released at $2, and returns them.
+const releaseQuery = `UPDATE webhook_events SET status = 'pending', waiting_for = NULL, next_attempt_at = received_at, released_at = $2
+	WHERE status = 'deferred' AND waiting_for = $1
+	RETURNING ` + eventColumns
+
+// releaseThenRecord runs releaseQuery and records a released attempt for
+// each row it returns, one statement each, all prepared once per connection
+// (SQLite).
+func (tx *Tx) releaseThenRecord(ctx context.Context, dependency, detail string) ([]Event, error) {
 	var events []Event
-	if err := tx.db.txSelect(ctx, tx.tx, &events, release, dependency, tx.now); err != nil {
+	if err := tx.db.txSelect(ctx, tx.tx, &events, releaseQuery, dependency, tx.now); err != nil {
 		return nil, err
 	}
 	for _, ev := range events {
@@ -407,6 +410,48 @@ func (tx *Tx) releaseThenRecord(ctx context.Context, release, dependency, detail
 		}
 	}
 	return events, nil
+}
+
+// releaseHeld releases on PostgreSQL, in one statement: it locks the events
+// deferred on dependency and records their released attempts. The row of
+// an event that the transaction processes itself is written once, with its
+// transition, just before the commit (held); writing it released first
+// would update the row, and every index on status and next_attempt_at,
+// twice. The others it writes released at once.
+func (tx *Tx) releaseHeld(ctx context.Context, dependency, detail string) ([]Event, error) {
+	var events []Event
+	if err := tx.db.txSelect(ctx, tx.tx, &events, `WITH released AS (
+			SELECT `+eventColumns+` FROM webhook_events WHERE status = 'deferred' AND waiting_for = $1 FOR UPDATE
+		), recorded AS (
+			INSERT INTO event_attempts (event_id, at, outcome, attempt, worker, detail)
+			SELECT event_id, $2, $3, attempts, $4, $5 FROM released
+		)
+		SELECT * FROM released`, dependency, tx.now, OutcomeReleased, nullable(tx.worker), detail); err != nil {
+		return nil, err
+	}
+	var now []string
+	for i := range events {
+		ev := &events[i]
+		releasedAt := tx.now
+		ev.Status, ev.WaitingFor, ev.NextAttemptAt, ev.ReleasedAt = StatusPending, "", ev.ReceivedAt, &releasedAt
+		if tx.chains(*ev) {
+			tx.held.unwritten[ev.ID] = true
+			continue
+		}
+		now = append(now, ev.ID)
+	}
+	return events, writeReleased(ctx, tx.db, tx.tx, now, tx.now)
+}
+
+// writeReleased writes the events ids released at releasedAt, as
+// releaseQuery does (PostgreSQL).
+func writeReleased(ctx context.Context, db *DB, tx *sqlx.Tx, ids []string, releasedAt time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := db.txExec(ctx, tx, `UPDATE webhook_events SET status = 'pending', waiting_for = NULL,
+		next_attempt_at = received_at, released_at = $2 WHERE event_id = ANY($1)`, pq.Array(ids), releasedAt)
+	return err
 }
 
 // attemptRow is one event_attempts row to write.
