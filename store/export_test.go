@@ -24,6 +24,10 @@ func CommitBatch(db *DB, events []Event) ([]bool, []error) {
 	return inserted, errs
 }
 
+// SetBatchTimeout sets how long one group-commit batch of db may take. Call
+// it before the first InsertEvent.
+func SetBatchTimeout(db *DB, d time.Duration) { db.ingest.timeout = d }
+
 // SetIngestQuiet sets how long no InsertEvent of db must have been under way
 // before its IngestIdle closes.
 func SetIngestQuiet(db *DB, d time.Duration) {

@@ -46,6 +46,7 @@ const (
 // (BENCHMARKS.md), for no faster answer under load.
 type groupCommitter struct {
 	db       *DB
+	timeout  time.Duration      // of one batch: batchTimeout but in tests
 	queue    chan insertRequest // unbuffered: a request is taken only by the running committer
 	stop     chan struct{}
 	once     sync.Once
@@ -66,7 +67,7 @@ type insertResult struct {
 }
 
 func newGroupCommitter(db *DB) *groupCommitter {
-	g := &groupCommitter{db: db, queue: make(chan insertRequest), stop: make(chan struct{}), inFlight: newInFlight(ingestQuiet)}
+	g := &groupCommitter{db: db, timeout: batchTimeout, queue: make(chan insertRequest), stop: make(chan struct{}), inFlight: newInFlight(ingestQuiet)}
 	g.wg.Add(1)
 	go g.run()
 	return g
@@ -206,7 +207,7 @@ func (g *groupCommitter) run() {
 // refuses the batch, each row is retried alone, so that one row it refuses
 // cannot fail the deliveries it happened to share a batch with.
 func (g *groupCommitter) commit(batch []insertRequest) {
-	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 	defer cancel()
 	events := make([]Event, len(batch))
 	for i, req := range batch {

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	_ "github.com/lib/pq"  // registers the "postgres" driver
 	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go)
 )
 
@@ -33,13 +32,14 @@ const (
 
 // DB is a handle on an orderhook database. It is safe for concurrent use.
 type DB struct {
-	db       *sqlx.DB
-	dialect  Dialect
-	dsn      string
-	wake     *broadcaster
-	ingest   *groupCommitter
-	others   *notifier // nil on SQLite
-	prepared *preparedCache
+	db        *sqlx.DB
+	connector *socketConnector // nil on SQLite
+	dialect   Dialect
+	dsn       string
+	wake      *broadcaster
+	ingest    *groupCommitter
+	others    *notifier // nil on SQLite
+	prepared  *preparedCache
 }
 
 // Open connects to the database named by rawURL: "sqlite:PATH" (relative or
@@ -51,7 +51,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	sqldb, err := sqlx.Open(string(dialect), dsn)
+	sqldb, connector, err := openPool(dialect, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", Redact(rawURL), err)
 	}
@@ -64,7 +64,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		sqldb.SetMaxIdleConns(32)
 		sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	}
-	db := &DB{db: sqldb, dialect: dialect, dsn: dsn, wake: newBroadcaster(), prepared: newPreparedCache(sqldb)}
+	db := &DB{db: sqldb, connector: connector, dialect: dialect, dsn: dsn, wake: newBroadcaster(), prepared: newPreparedCache(sqldb)}
 	if err := db.Ping(ctx); err != nil {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), err)
@@ -74,6 +74,21 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	}
 	db.ingest = newGroupCommitter(db)
 	return db, nil
+}
+
+// openPool returns the connection pool of dsn and, on PostgreSQL, its
+// connector, whose connections honour their calls' contexts on the socket
+// (socket.go).
+func openPool(dialect Dialect, dsn string) (*sqlx.DB, *socketConnector, error) {
+	if dialect != Postgres {
+		db, err := sqlx.Open(string(dialect), dsn)
+		return db, nil, err
+	}
+	c, err := newPostgresConnector(dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sqlx.NewDb(sql.OpenDB(c), string(dialect)), c, nil
 }
 
 // parseURL maps an orderhook database URL to a driver name and DSN.
@@ -144,11 +159,14 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close waits for the inserts in flight to commit and for the NOTIFY they
 // owe the other replicas, then closes every connection and stops the
-// notification listener.
+// notification listener. A database that stops answering holds each of
+// these steps no longer than its timeout: a batch's, a NOTIFY's, and two
+// seconds for closing the statements and connections.
 func (db *DB) Close() error {
 	db.ingest.close()
 	db.others.close()
 	db.wake.close()
+	db.connector.closeAll()
 	db.prepared.close()
 	return db.db.Close()
 }

@@ -1,6 +1,8 @@
 // Package cutproxy is a TCP proxy for tests that can cut every connection and
 // refuse new ones, as a database that stops or a network that drops would,
-// for exactly the clients configured to go through it.
+// or hold every byte while keeping the connections open, as a database that
+// stops answering would, for exactly the clients configured to go through
+// it.
 package cutproxy
 
 import (
@@ -18,6 +20,8 @@ type Proxy struct {
 	target string
 	mu     sync.Mutex
 	up     bool
+	frozen bool
+	thawed chan struct{} // closed unless frozen
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
 }
@@ -28,7 +32,9 @@ func Start(t testing.TB, target string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	p := &Proxy{ln: ln, target: target, up: true, conns: map[net.Conn]struct{}{}}
+	thawed := make(chan struct{})
+	close(thawed)
+	p := &Proxy{ln: ln, target: target, up: true, thawed: thawed, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
@@ -81,8 +87,8 @@ func (p *Proxy) pipe(c net.Conn) {
 	p.conns[s] = struct{}{}
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(s, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, s); done <- struct{}{} }()
+	go func() { p.copy(s, c); done <- struct{}{} }()
+	go func() { p.copy(c, s); done <- struct{}{} }()
 	<-done
 	_ = c.Close()
 	_ = s.Close()
@@ -93,7 +99,56 @@ func (p *Proxy) pipe(c net.Conn) {
 	p.mu.Unlock()
 }
 
-// Cut drops every connection and refuses new ones until Restore.
+// copy forwards src to dst until either fails, holding what it read while
+// the proxy is frozen.
+func (p *Proxy) copy(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			thawed := p.thawed
+			p.mu.Unlock()
+			<-thawed
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Freeze stops forwarding bytes, in both directions, until Thaw or Cut. The
+// connections stay open and new ones are accepted: the clients see a
+// database that no longer answers, and what they sent is delivered on Thaw.
+func (p *Proxy) Freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.frozen {
+		p.frozen = true
+		p.thawed = make(chan struct{})
+	}
+}
+
+// Thaw delivers what Freeze held and forwards again.
+func (p *Proxy) Thaw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.thaw()
+}
+
+// thaw ends a freeze; p.mu is held.
+func (p *Proxy) thaw() {
+	if p.frozen {
+		p.frozen = false
+		close(p.thawed)
+	}
+}
+
+// Cut drops every connection, and what a Freeze held, and refuses new ones
+// until Restore.
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -102,6 +157,7 @@ func (p *Proxy) Cut() {
 		_ = c.Close()
 		delete(p.conns, c)
 	}
+	p.thaw() // the held bytes go to closed connections
 }
 
 // Restore accepts connections again.

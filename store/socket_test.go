@@ -1,0 +1,161 @@
+package store_test
+
+import (
+	"context"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderhook/orderhook/internal/cutproxy"
+	"github.com/orderhook/orderhook/store"
+	"github.com/orderhook/orderhook/store/storetest"
+)
+
+// hangBound is how long a frozen proxy stays frozen when a test does not
+// thaw it first: a call that ignored its context returns only then, and
+// fails the test by its duration instead of hanging it.
+const hangBound = 10 * time.Second
+
+// behindProxy returns the URL of a migrated PostgreSQL database reached
+// through a proxy the test can freeze.
+func behindProxy(t *testing.T) (string, *cutproxy.Proxy) {
+	t.Helper()
+	direct := storetest.PostgresDatabaseURL(t)
+	storetest.Open(t, direct) // migrates
+	u, err := url.Parse(direct)
+	require.NoError(t, err)
+	proxy := cutproxy.Start(t, u.Host)
+	u.Host = proxy.Addr()
+	return u.String(), proxy
+}
+
+// freeze stops the database answering until hangBound has passed or the
+// test ends.
+func freeze(t *testing.T, proxy *cutproxy.Proxy) {
+	t.Helper()
+	proxy.Freeze()
+	thaw := time.AfterFunc(hangBound, proxy.Thaw)
+	t.Cleanup(func() {
+		thaw.Stop()
+		proxy.Thaw()
+	})
+}
+
+// within runs fn and returns its error, failing t unless it returned well
+// before hangBound.
+func within(t *testing.T, fn func() error) error {
+	t.Helper()
+	start := time.Now()
+	err := fn()
+	require.Less(t, time.Since(start), hangBound/2, "returned only when the database answered again")
+	return err
+}
+
+// A statement the database never answers ends at its context's deadline:
+// lib/pq alone would only send a cancel request, which a silent database
+// does not answer either, and wait on.
+func TestADeadlineEndsAStatementTheDatabaseNeverAnswers(t *testing.T) {
+	t.Parallel()
+	rawURL, proxy := behindProxy(t)
+	db := storetest.Open(t, rawURL)
+	ctx := context.Background()
+	require.NoError(t, db.Ping(ctx)) // a connection in the pool
+
+	freeze(t, proxy)
+	err := within(t, func() error {
+		ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		return db.Ping(ctx)
+	})
+	require.ErrorIs(t, err, store.ErrUnavailable)
+
+	proxy.Thaw()
+	require.NoError(t, db.Ping(ctx), "the broken connection was dropped, a new one answers")
+}
+
+// A context cancelled without a deadline ends the statement as well.
+func TestCancellingEndsAStatementTheDatabaseNeverAnswers(t *testing.T) {
+	t.Parallel()
+	rawURL, proxy := behindProxy(t)
+	db := storetest.Open(t, rawURL)
+	ctx := context.Background()
+	require.NoError(t, db.Ping(ctx))
+
+	freeze(t, proxy)
+	err := within(t, func() error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer time.AfterFunc(200*time.Millisecond, cancel).Stop()
+		return db.Ping(ctx)
+	})
+	require.Error(t, err)
+
+	proxy.Thaw()
+	require.NoError(t, db.Ping(ctx))
+}
+
+// Connecting ends at the deadline too: lib/pq bounds only the dial by it,
+// not the startup that follows.
+func TestADeadlineEndsAConnectTheDatabaseNeverAnswers(t *testing.T) {
+	t.Parallel()
+	rawURL, proxy := behindProxy(t)
+
+	freeze(t, proxy)
+	err := within(t, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		db, err := store.Open(ctx, rawURL)
+		if err == nil {
+			_ = db.Close()
+		}
+		return err
+	})
+	require.ErrorIs(t, err, store.ErrUnavailable)
+}
+
+// A delivery waiting on a database that stopped answering is answered with
+// an error once its batch times out, so that the sender retries, and its
+// redelivery is stored once, whether or not the held INSERT ran when the
+// database came back.
+func TestAHungDatabaseFailsTheBatchAtItsTimeout(t *testing.T) {
+	t.Parallel()
+	rawURL, proxy := behindProxy(t)
+	db := storetest.Open(t, rawURL)
+	store.SetBatchTimeout(db, 200*time.Millisecond)
+	ctx := context.Background()
+	ev := newEvent("evt_hung_batch", "cus_hung", t0)
+
+	freeze(t, proxy)
+	err := within(t, func() error {
+		_, err := db.InsertEvent(ctx, ev)
+		return err
+	})
+	require.ErrorIs(t, err, store.ErrUnavailable)
+
+	proxy.Thaw()
+	_, err = db.InsertEvent(ctx, ev)
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, db.SQLX().GetContext(ctx, &n, `SELECT count(*) FROM webhook_events WHERE event_id = $1`, ev.ID))
+	require.Equal(t, 1, n)
+}
+
+// Closing does not wait for a database that stopped answering.
+func TestCloseDoesNotWaitForAHungDatabase(t *testing.T) {
+	t.Parallel()
+	rawURL, proxy := behindProxy(t)
+	ctx := context.Background()
+	db, err := store.Open(ctx, rawURL)
+	require.NoError(t, err)
+	for _, id := range []string{"evt_hung_close1", "evt_hung_close2"} { // the second INSERT is prepared
+		_, err = db.InsertEvent(ctx, newEvent(id, "cus_hung", t0))
+		require.NoError(t, err)
+	}
+	require.True(t, store.InsertPrepared(db, 1))
+	time.Sleep(2 * store.NotifyGap) // the NOTIFYs sent
+
+	freeze(t, proxy)
+	_ = within(t, db.Close)
+}
+
