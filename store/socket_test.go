@@ -95,6 +95,24 @@ func TestCancellingEndsAStatementTheDatabaseNeverAnswers(t *testing.T) {
 	require.NoError(t, db.Ping(ctx))
 }
 
+// A commit ends at its transaction's deadline: database/sql passes the
+// driver no context for it.
+func TestADeadlineEndsACommitTheDatabaseNeverAnswers(t *testing.T) {
+	t.Parallel()
+	rawURL, proxy := behindProxy(t)
+	db := storetest.Open(t, rawURL)
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound/4)
+	defer cancel()
+	tx, err := db.SQLX().BeginTxx(ctx, nil)
+	require.NoError(t, err)
+	_, err = tx.ExecContext(ctx, `SELECT 1`)
+	require.NoError(t, err)
+
+	freeze(t, proxy)
+	err = within(t, tx.Commit)
+	require.Error(t, err)
+}
+
 // Connecting ends at the deadline too: lib/pq bounds only the dial by it,
 // not the startup that follows.
 func TestADeadlineEndsAConnectTheDatabaseNeverAnswers(t *testing.T) {
