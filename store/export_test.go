@@ -28,6 +28,13 @@ func CommitBatch(db *DB, events []Event) ([]bool, []error) {
 // it before the first InsertEvent.
 func SetBatchTimeout(db *DB, d time.Duration) { db.ingest.timeout = d }
 
+// SetNotifyTimeout sets how long one NOTIFY of db may take. Call it before
+// anything is inserted.
+func SetNotifyTimeout(db *DB, d time.Duration) { db.others.timeout = d }
+
+// Notify has db wake the other replicas, as an insert does.
+func Notify(db *DB) { db.notify() }
+
 // SetIngestQuiet sets how long no InsertEvent of db must have been under way
 // before its IngestIdle closes.
 func SetIngestQuiet(db *DB, d time.Duration) {

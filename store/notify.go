@@ -41,14 +41,17 @@ func (db *DB) notify() {
 // A nil notifier (SQLite: one process) does nothing.
 type notifier struct {
 	db      *sqlx.DB
+	timeout time.Duration // of one NOTIFY: notifyTimeout but in tests
 	pending chan struct{} // buffered: one NOTIFY owed at most
 	stop    chan struct{}
 	done    chan struct{}
 	once    sync.Once
+	closeBy time.Time // set by close before stop is closed: when the NOTIFY it flushes must end
 }
 
 // notifyTimeout bounds one NOTIFY, so that a hung database cannot keep
-// close waiting.
+// close waiting: close waits for the NOTIFY under way and the one it owes
+// no longer than this in all.
 const notifyTimeout = 5 * time.Second
 
 // notifyGap is the least time between two NOTIFYs. The first after a pause
@@ -60,7 +63,7 @@ const notifyTimeout = 5 * time.Second
 const notifyGap = 100 * time.Millisecond
 
 func newNotifier(db *sqlx.DB) *notifier {
-	n := &notifier{db: db, pending: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	n := &notifier{db: db, timeout: notifyTimeout, pending: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go n.run()
 	return n
 }
@@ -82,7 +85,10 @@ func (n *notifier) close() {
 	if n == nil {
 		return
 	}
-	n.once.Do(func() { close(n.stop) })
+	n.once.Do(func() {
+		n.closeBy = time.Now().Add(n.timeout)
+		close(n.stop)
+	})
 	<-n.done
 }
 
@@ -91,7 +97,7 @@ func (n *notifier) run() {
 	for {
 		select {
 		case <-n.pending:
-			n.send()
+			n.send(time.Time{})
 			if !n.wait(notifyGap) {
 				n.flush()
 				return
@@ -117,20 +123,25 @@ func (n *notifier) wait(d time.Duration) bool {
 	}
 }
 
-// flush sends the NOTIFY still owed, if any.
+// flush sends the NOTIFY still owed, if any, by the time close allows. It
+// runs only once stop is closed.
 func (n *notifier) flush() {
 	select {
 	case <-n.pending:
-		n.send()
+		n.send(n.closeBy)
 	default:
 	}
 }
 
 // send is best effort: subscribers also poll, so a lost notification only
 // costs latency. A transaction that only notifies commits without waiting
-// for a WAL flush.
-func (n *notifier) send() {
-	ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+// for a WAL flush. It gives up at deadline, or after n.timeout when
+// deadline is zero.
+func (n *notifier) send(deadline time.Time) {
+	if deadline.IsZero() {
+		deadline = time.Now().Add(n.timeout)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	_, _ = n.db.ExecContext(ctx, `SELECT pg_notify($1, '')`, notifyChannel)
 }

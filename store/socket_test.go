@@ -177,3 +177,23 @@ func TestCloseDoesNotWaitForAHungDatabase(t *testing.T) {
 	_ = within(t, db.Close)
 }
 
+// Close waits for the NOTIFY under way and the one it owes no longer than
+// one NOTIFY's timeout in all, not once for each.
+func TestCloseWaitsForTheNotifiesOfAHungDatabaseOnce(t *testing.T) {
+	t.Parallel()
+	rawURL, proxy := behindProxy(t)
+	ctx := context.Background()
+	db, err := store.Open(ctx, rawURL)
+	require.NoError(t, err)
+	const timeout = time.Second
+	store.SetNotifyTimeout(db, timeout)
+	require.NoError(t, db.Ping(ctx))
+
+	freeze(t, proxy)
+	store.Notify(db) // sent at once, and held
+	time.Sleep(timeout / 10)
+	store.Notify(db) // owed
+	start := time.Now()
+	require.NoError(t, db.Close())
+	require.Less(t, time.Since(start), timeout*3/2)
+}
