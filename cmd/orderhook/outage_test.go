@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	stripewebhook "github.com/stripe/stripe-go/v76/webhook"
 
 	"github.com/orderhook/orderhook/internal/cutproxy"
+	"github.com/orderhook/orderhook/store"
 	"github.com/orderhook/orderhook/store/storetest"
 )
 
@@ -45,38 +47,99 @@ func TestDatabaseOutageIsNeverAcknowledged(t *testing.T) {
 
 	const secret = "whsec_outage"
 	srv := startServe(t, env(nil), "--db", u.String(), "--secret", secret)
-	event := func(id string) []byte {
-		return []byte(`{"id":"` + id + `","object":"event","type":"customer.created","created":1772366400,` +
-			`"data":{"object":{"id":"cus_` + id + `","object":"customer","email":"a@example.com"}}}`)
-	}
-	status, _ := post(t, srv.url, secret, event("evt_before"))
+	status, _ := post(t, srv.url, secret, outageEvent("evt_before"))
 	require.Equal(t, 200, status)
 
 	proxy.Cut()
 	for i := range 5 {
-		status, retryAfter := post(t, srv.url, secret, event("evt_during"))
+		status, retryAfter := post(t, srv.url, secret, outageEvent("evt_during"))
 		require.Equal(t, 503, status, "delivery %d during the outage", i)
 		require.NotEmpty(t, retryAfter)
 	}
 
 	proxy.Restore()
-	file := filepath.Join(t.TempDir(), "during.json")
-	require.NoError(t, os.WriteFile(file, event("evt_during"), 0o600))
-	var out bytes.Buffer
-	err = run(context.Background(), []string{"send", "--url", srv.url, "--secret", secret, "--until-2xx", "--backoff", "50ms", "--deadline", "30s", file},
-		env(nil), strings.NewReader(""), &out, io.Discard)
-	require.NoError(t, err, "recovered after the database came back: %s", out.String())
+	redeliver(t, srv.url, secret, outageEvent("evt_during"))
 
 	db := storetest.Open(t, dbURL)
 	waitSettled(t, db)
+	requireAllApplied(t, db, 2)
+	require.NoError(t, srv.stop())
+}
+
+// hungFor is how long TestAHungDatabaseIsAnsweredNotAwaited holds the
+// database: far longer than any of the server's timeouts, so that a call
+// that waited for the database instead fails the test by its duration.
+const hungFor = 40 * time.Second
+
+// A database that stops answering, rather than refusing, is not waited on:
+// /readyz answers 503 within its 2 s, a delivery is answered 503 with
+// Retry-After once its batch times out (10 s), and when the database
+// answers again the redelivered event is stored once and applied.
+func TestAHungDatabaseIsAnsweredNotAwaited(t *testing.T) {
+	t.Parallel()
+	dbURL := storetest.PostgresURL(t)
+	u, err := url.Parse(dbURL)
+	require.NoError(t, err)
+	proxy := cutproxy.Start(t, u.Host)
+	u.Host = proxy.Addr()
+	db := storetest.Open(t, dbURL) // direct, not through the proxy
+
+	const secret = "whsec_hung"
+	srv := startServe(t, env(nil), "--db", u.String(), "--secret", secret)
+	status, _ := post(t, srv.url, secret, outageEvent("evt_before"))
+	require.Equal(t, 200, status)
+	waitSettled(t, db)
+
+	proxy.Freeze()
+	thaw := time.AfterFunc(hungFor, proxy.Thaw)
+	defer thaw.Stop()
+	start := time.Now()
+	resp, err := http.Get(strings.TrimSuffix(srv.url, "/webhooks/stripe") + "/readyz")
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, 503, resp.StatusCode)
+	require.Less(t, time.Since(start), 5*time.Second, "/readyz waited for the database")
+
+	start = time.Now()
+	status, retryAfter := post(t, srv.url, secret, outageEvent("evt_during"))
+	require.Equal(t, 503, status)
+	require.NotEmpty(t, retryAfter)
+	require.Less(t, time.Since(start), hungFor/2, "the delivery waited for the database")
+
+	proxy.Thaw()
+	redeliver(t, srv.url, secret, outageEvent("evt_during")) // stored once, whether or not the held INSERT ran at the thaw
+	waitSettled(t, db)
+	requireAllApplied(t, db, 2)
+	require.NoError(t, srv.stop())
+}
+
+// outageEvent is a customer.created event with id.
+func outageEvent(id string) []byte {
+	return []byte(`{"id":"` + id + `","object":"event","type":"customer.created","created":1772366400,` +
+		`"data":{"object":{"id":"cus_` + id + `","object":"customer","email":"a@example.com"}}}`)
+}
+
+// redeliver sends payload with orderhook send until it is answered 2xx.
+func redeliver(t *testing.T, endpoint, secret string, payload []byte) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "event.json")
+	require.NoError(t, os.WriteFile(file, payload, 0o600))
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"send", "--url", endpoint, "--secret", secret, "--until-2xx", "--backoff", "50ms", "--deadline", "30s", file},
+		env(nil), strings.NewReader(""), &out, io.Discard)
+	require.NoError(t, err, "recovered after the database came back: %s", out.String())
+}
+
+// requireAllApplied checks that db holds n events, each applied.
+func requireAllApplied(t *testing.T, db *store.DB, n int) {
+	t.Helper()
 	var rows []struct {
 		ID     string `db:"event_id"`
 		Status string `db:"status"`
 	}
 	require.NoError(t, db.SQLX().Select(&rows, `SELECT event_id, status FROM webhook_events ORDER BY event_id`))
-	require.Len(t, rows, 2)
+	require.Len(t, rows, n)
 	for _, r := range rows {
 		require.Equal(t, "applied", r.Status, r.ID)
 	}
-	require.NoError(t, srv.stop())
 }
