@@ -39,14 +39,8 @@ func post(t *testing.T, endpoint, secret string, payload []byte) (int, string) {
 // and the retried event is stored once and applied.
 func TestDatabaseOutageIsNeverAcknowledged(t *testing.T) {
 	t.Parallel()
-	dbURL := storetest.PostgresURL(t)
-	u, err := url.Parse(dbURL)
-	require.NoError(t, err)
-	proxy := cutproxy.Start(t, u.Host)
-	u.Host = proxy.Addr()
-
 	const secret = "whsec_outage"
-	srv := startServe(t, env(nil), "--db", u.String(), "--secret", secret)
+	srv, proxy, dbURL := serveBehindProxy(t, secret)
 	status, _ := post(t, srv.url, secret, outageEvent("evt_before"))
 	require.Equal(t, 200, status)
 
@@ -77,15 +71,9 @@ const hungFor = 40 * time.Second
 // answers again the redelivered event is stored once and applied.
 func TestAHungDatabaseIsAnsweredNotAwaited(t *testing.T) {
 	t.Parallel()
-	dbURL := storetest.PostgresURL(t)
-	u, err := url.Parse(dbURL)
-	require.NoError(t, err)
-	proxy := cutproxy.Start(t, u.Host)
-	u.Host = proxy.Addr()
-	db := storetest.Open(t, dbURL) // direct, not through the proxy
-
 	const secret = "whsec_hung"
-	srv := startServe(t, env(nil), "--db", u.String(), "--secret", secret)
+	srv, proxy, dbURL := serveBehindProxy(t, secret)
+	db := storetest.Open(t, dbURL) // direct, not through the proxy
 	status, _ := post(t, srv.url, secret, outageEvent("evt_before"))
 	require.Equal(t, 200, status)
 	waitSettled(t, db)
@@ -111,6 +99,19 @@ func TestAHungDatabaseIsAnsweredNotAwaited(t *testing.T) {
 	waitSettled(t, db)
 	requireAllApplied(t, db, 2)
 	require.NoError(t, srv.stop())
+}
+
+// serveBehindProxy starts serve on a fresh PostgreSQL database reached
+// through a proxy the test can cut or freeze, and returns the database's
+// direct URL too.
+func serveBehindProxy(t *testing.T, secret string) (*server, *cutproxy.Proxy, string) {
+	t.Helper()
+	dbURL := storetest.PostgresURL(t)
+	u, err := url.Parse(dbURL)
+	require.NoError(t, err)
+	proxy := cutproxy.Start(t, u.Host)
+	u.Host = proxy.Addr()
+	return startServe(t, env(nil), "--db", u.String(), "--secret", secret), proxy, dbURL
 }
 
 // outageEvent is a customer.created event with id.
