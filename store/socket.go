@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql/driver"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -22,7 +21,9 @@ import (
 // as pgx does: each call on a connection sets the socket's deadline to its
 // context's, and a context that ends early sets one in the past. A read that
 // would wait then fails at once, lib/pq marks the connection bad, and
-// database/sql drops it.
+// database/sql drops it. What lib/pq returns without context methods (the
+// statement of a COPY … FROM STDIN, pq.CopyIn) is handed on as it is, and
+// runs as lib/pq runs it.
 
 // expired is a deadline in the past: a socket given it fails every read and
 // write at once.
@@ -85,9 +86,8 @@ func (c *socketConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		return nil, err
 	}
 	pc, ok := cn.(pqConn)
-	if !ok { // a lib/pq without context support
-		_ = cn.Close()
-		return nil, fmt.Errorf("lib/pq connection %T lacks the context methods orderhook needs", cn)
+	if !ok {
+		return cn, nil // without context methods: as lib/pq runs it
 	}
 	return &socketConn{pqConn: pc, sock: s, pool: c}, nil
 }
@@ -240,9 +240,8 @@ func (c *socketConn) PrepareContext(ctx context.Context, query string) (driver.S
 		return nil, err
 	}
 	ps, ok := st.(pqStmt)
-	if !ok { // a lib/pq without context support
-		_ = st.Close()
-		return nil, fmt.Errorf("lib/pq statement %T lacks the context methods orderhook needs", st)
+	if !ok { // COPY … FROM STDIN: as lib/pq runs it
+		return st, nil
 	}
 	return &socketStmt{pqStmt: ps, sock: c.sock, pool: c.pool}, nil
 }
@@ -356,10 +355,9 @@ func withEnd(end func(), rows driver.Rows, err error) (driver.Rows, error) {
 		return nil, err
 	}
 	pr, ok := rows.(pqRows)
-	if !ok { // a lib/pq without these methods
+	if !ok { // without context methods: as lib/pq runs it
 		end()
-		_ = rows.Close()
-		return nil, fmt.Errorf("lib/pq rows %T lack the methods orderhook needs", rows)
+		return rows, nil
 	}
 	return &socketRows{pqRows: pr, end: end}, nil
 }

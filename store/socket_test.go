@@ -197,3 +197,29 @@ func TestCloseWaitsForTheNotifiesOfAHungDatabaseOnce(t *testing.T) {
 	require.NoError(t, db.Close())
 	require.Less(t, time.Since(start), timeout*3/2)
 }
+
+// A COPY FROM STDIN, whose statement lib/pq runs without contexts, still
+// works through the connector: the pool is the one store.DB.SQLX returns to
+// handlers. (The connector refused it at first.)
+func TestCopyInWorksThroughTheConnector(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	tx, err := db.SQLX().BeginTx(ctx, nil)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback() }()
+	_, err = tx.ExecContext(ctx, `CREATE TEMP TABLE copied (n int) ON COMMIT DROP`)
+	require.NoError(t, err)
+	stmt, err := tx.PrepareContext(ctx, `COPY copied (n) FROM STDIN`)
+	require.NoError(t, err)
+	for n := range 3 {
+		_, err = stmt.ExecContext(ctx, n)
+		require.NoError(t, err)
+	}
+	_, err = stmt.ExecContext(ctx)
+	require.NoError(t, err)
+	require.NoError(t, stmt.Close())
+	var count int
+	require.NoError(t, tx.QueryRowContext(ctx, `SELECT count(*) FROM copied`).Scan(&count))
+	require.Equal(t, 3, count)
+}
