@@ -17,13 +17,13 @@ import (
 // statement, and whoever waits for it, long past its deadline: until the
 // kernel gives the connection up, about 15 minutes on Linux for a host gone
 // in a failover or behind a partition, and for ever for a server that is up
-// but stuck (lib/pq issues 450 and 620). The connector below puts the context on the socket instead,
-// as pgx does: each call on a connection sets the socket's deadline to its
-// context's, and a context that ends early sets one in the past. A read that
-// would wait then fails at once, lib/pq marks the connection bad, and
-// database/sql drops it. What lib/pq returns without context methods (the
-// statement of a COPY … FROM STDIN, pq.CopyIn) is handed on as it is, and
-// runs as lib/pq runs it.
+// but stuck (lib/pq issues 450 and 620). The connector below puts the
+// context on the socket instead, as pgx does: each call on a connection
+// sets the socket's deadline to its context's, and a context that ends
+// early sets one in the past. A read that would wait then fails at once,
+// lib/pq marks the connection bad, and database/sql drops it. What lib/pq
+// returns without context methods (the statement of a COPY … FROM STDIN)
+// is handed on as it is, and runs as lib/pq runs it.
 
 // expired is a deadline in the past: a socket given it fails every read and
 // write at once.
