@@ -95,10 +95,15 @@ func (c *socketConnector) Connect(ctx context.Context) (driver.Conn, error) {
 // Driver returns lib/pq's driver.
 func (c *socketConnector) Driver() driver.Driver { return c.pq.Driver() }
 
+// cancelTimeout bounds each cancel request lib/pq sends when a call's
+// context ends: the dial, the request, and the wait for the server to close
+// the connection, which a server that answers does at once. lib/pq gives it
+// 10 s, and a prepared statement's call returns only once it is over.
+const cancelTimeout = time.Second
+
 // socketDialer dials as lib/pq's own dialer does, and hands the socket to
-// the Connect that asked for it. A dial without one (a cancel request) gets
-// its context's deadline on the socket: lib/pq would otherwise wait for a
-// silent server to close it.
+// the Connect that asked for it. Any other dial is a cancel request, bounded
+// by cancelTimeout.
 type socketDialer struct{}
 
 // Dial dials without a deadline.
@@ -115,16 +120,23 @@ func (d socketDialer) DialTimeout(network, address string, timeout time.Duration
 
 // DialContext dials within ctx.
 func (socketDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	s, connect := ctx.Value(socketKey{}).(*socket)
+	if !connect {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cancelTimeout)
+		defer cancel()
+	}
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, err
 	}
-	if s, ok := ctx.Value(socketKey{}).(*socket); ok {
+	if connect {
 		s.set(nc)
-	} else if deadline, ok := ctx.Deadline(); ok {
-		_ = nc.SetDeadline(deadline)
+		return nc, nil
 	}
+	deadline, _ := ctx.Deadline()
+	_ = nc.SetDeadline(deadline)
 	return nc, nil
 }
 

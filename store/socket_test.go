@@ -113,6 +113,30 @@ func TestADeadlineEndsACommitTheDatabaseNeverAnswers(t *testing.T) {
 	require.Error(t, err)
 }
 
+// A prepared statement's call ends soon after its deadline too: lib/pq
+// returns from it only once the cancel request it sends is over, which a
+// silent database would otherwise hold for lib/pq's 10 s.
+func TestADeadlineEndsAPreparedStatementTheDatabaseNeverAnswers(t *testing.T) {
+	t.Parallel()
+	rawURL, proxy := behindProxy(t)
+	db := storetest.Open(t, rawURL)
+	db.SQLX().SetMaxOpenConns(1) // the INSERT runs where it was prepared
+	store.SetBatchTimeout(db, 200*time.Millisecond)
+	ctx := context.Background()
+	for _, id := range []string{"evt_prep1", "evt_prep2"} { // the second INSERT is prepared
+		_, err := db.InsertEvent(ctx, newEvent(id, "cus_prep", t0))
+		require.NoError(t, err)
+	}
+	require.True(t, store.InsertPrepared(db, 1))
+	time.Sleep(2 * store.NotifyGap) // the NOTIFYs sent
+
+	freeze(t, proxy)
+	start := time.Now()
+	_, err := db.InsertEvent(ctx, newEvent("evt_prep3", "cus_prep", t0))
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	require.Less(t, time.Since(start), 3*time.Second, "waited for lib/pq's cancel request")
+}
+
 // Connecting ends at the deadline too: lib/pq bounds only the dial by it,
 // not the startup that follows.
 func TestADeadlineEndsAConnectTheDatabaseNeverAnswers(t *testing.T) {
