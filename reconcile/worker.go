@@ -301,8 +301,9 @@ func (w *Worker) runBatch(ctx context.Context, name string, part partition) (sto
 	if ctx.Err() != nil {
 		return store.Batch{}, nil
 	}
-	// The transaction in flight finishes even when ctx is cancelled.
-	batch, failed, cause := w.processBatch(context.WithoutCancel(ctx), name, part)
+	inFlight, done := afterStop(ctx)
+	defer done()
+	batch, failed, cause := w.processBatch(inFlight, name, part)
 	switch {
 	case errors.Is(cause, store.ErrUnavailable):
 		return batch, cause
@@ -322,7 +323,8 @@ func (w *Worker) runBatch(ctx context.Context, name string, part partition) (sto
 // fails (the loop backs off; the rest are claimed again once their leases
 // expire).
 func (w *Worker) processEach(ctx context.Context, name string, events []store.Event, failed store.Event, cause error) error {
-	inFlight := context.WithoutCancel(ctx)
+	inFlight, done := afterStop(ctx)
+	defer done()
 	for i, ev := range events {
 		if ctx.Err() != nil {
 			w.unlease(inFlight, name, events[i:])
@@ -339,6 +341,32 @@ func (w *Worker) processEach(ctx context.Context, name string, events []store.Ev
 		}
 	}
 	return nil
+}
+
+// stopGrace is how long a transaction in flight may go on once the worker
+// is told to stop: long enough for any batch against a database that
+// answers, so that a stop finishes it, and short enough that a database that
+// stopped answering does not hold the stop for ever. A transaction cut short
+// rolls back, and its events are due again.
+const stopGrace = 10 * time.Second
+
+// afterStop returns the context of a transaction in flight: it goes on when
+// ctx ends, and ends stopGrace later. done releases it.
+func afterStop(ctx context.Context) (inFlight context.Context, done func()) {
+	inFlight, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(stopGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-inFlight.Done():
+		}
+	})
+	return inFlight, func() {
+		stop()
+		cancel()
+	}
 }
 
 // unleaseTimeout bounds giving up the leases on stop.

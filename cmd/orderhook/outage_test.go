@@ -72,15 +72,7 @@ const hungFor = 40 * time.Second
 func TestAHungDatabaseIsAnsweredNotAwaited(t *testing.T) {
 	t.Parallel()
 	const secret = "whsec_hung"
-	srv, proxy, dbURL := serveBehindProxy(t, secret)
-	db := storetest.Open(t, dbURL) // direct, not through the proxy
-	status, _ := post(t, srv.url, secret, outageEvent("evt_before"))
-	require.Equal(t, 200, status)
-	waitSettled(t, db)
-
-	proxy.Freeze()
-	thaw := time.AfterFunc(hungFor, proxy.Thaw)
-	defer thaw.Stop()
+	srv, proxy, db := frozenAfterOne(t, secret)
 	start := time.Now()
 	resp, err := http.Get(strings.TrimSuffix(srv.url, "/webhooks/stripe") + "/readyz")
 	require.NoError(t, err)
@@ -99,6 +91,36 @@ func TestAHungDatabaseIsAnsweredNotAwaited(t *testing.T) {
 	waitSettled(t, db)
 	requireAllApplied(t, db, 2)
 	require.NoError(t, srv.stop())
+}
+
+// A stop while the database does not answer ends anyway: the reconciler's
+// transactions in flight get ten seconds, then are cut short and roll back.
+func TestAStopDoesNotWaitForAHungDatabase(t *testing.T) {
+	t.Parallel()
+	srv, _, _ := frozenAfterOne(t, "whsec_hungstop")
+	time.Sleep(2 * time.Second) // the loops poll every second: their claims now wait on the database
+	start := time.Now()
+	require.NoError(t, srv.stop())
+	require.Less(t, time.Since(start), hungFor/2, "the stop waited for the database")
+}
+
+// frozenAfterOne starts serve behind a proxy, has it store and apply one
+// event, and freezes the proxy until hungFor has passed or the test ends.
+// It returns the server, the proxy and the database reached directly.
+func frozenAfterOne(t *testing.T, secret string) (*server, *cutproxy.Proxy, *store.DB) {
+	t.Helper()
+	srv, proxy, dbURL := serveBehindProxy(t, secret)
+	db := storetest.Open(t, dbURL)
+	status, _ := post(t, srv.url, secret, outageEvent("evt_before"))
+	require.Equal(t, 200, status)
+	waitSettled(t, db)
+	proxy.Freeze()
+	thaw := time.AfterFunc(hungFor, proxy.Thaw)
+	t.Cleanup(func() {
+		thaw.Stop()
+		proxy.Thaw()
+	})
+	return srv, proxy, db
 }
 
 // serveBehindProxy starts serve on a fresh PostgreSQL database reached
