@@ -60,9 +60,9 @@ func TestDatabaseOutageIsNeverAcknowledged(t *testing.T) {
 	require.NoError(t, srv.stop())
 }
 
-// hungFor is how long TestAHungDatabaseIsAnsweredNotAwaited holds the
-// database: far longer than any of the server's timeouts, so that a call
-// that waited for the database instead fails the test by its duration.
+// hungFor is how long frozenAfterOne holds the database: far longer than
+// any of the server's timeouts, so that a call that waited for the database
+// instead fails the test by its duration.
 const hungFor = 40 * time.Second
 
 // A database that stops answering, rather than refusing, is not waited on:
