@@ -160,8 +160,9 @@ func NewWorker(cfg Config, st Store, logger zerolog.Logger) (*Worker, error) {
 }
 
 // Run processes events until ctx is done, then returns nil once every loop
-// has finished its current transaction. It returns early only if a loop
-// fails in a way it cannot recover from.
+// has finished its current transaction, or cut it short stopGrace (10 s)
+// after ctx ended. It returns early only if a loop fails in a way it cannot
+// recover from.
 func (w *Worker) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for i := range w.cfg.Workers {
@@ -287,7 +288,8 @@ func (w *Worker) yield(ctx context.Context) (func(), bool) {
 type partition struct{ index, count int }
 
 // RunOnce claims one batch as worker name and processes it. It returns how
-// many events it claimed, and an error only when the store failed.
+// many events it claimed, and an error only when the store failed. A ctx
+// that ends while the batch runs cuts it short 10 s later.
 func (w *Worker) RunOnce(ctx context.Context, name string) (int, error) {
 	batch, err := w.runBatch(ctx, name, partition{})
 	return batch.Claimed, err
