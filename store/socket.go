@@ -61,14 +61,17 @@ func (c *socketConnector) closeAll() {
 	c.closing.CompareAndSwap(0, time.Now().Add(closeTimeout).UnixNano())
 }
 
-// closeContext returns the context of a close: closeTimeout from now, or
-// what is left of closeAll's.
-func (c *socketConnector) closeContext() (context.Context, context.CancelFunc) {
+// closeOn runs close, which closes a statement or a connection on sock,
+// within closeTimeout from now or what is left of closeAll's.
+func (c *socketConnector) closeOn(sock *socket, close func() error) error {
 	deadline := time.Now().Add(closeTimeout)
 	if by := c.closing.Load(); by != 0 {
 		deadline = time.Unix(0, by)
 	}
-	return context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	defer sock.watch(ctx)()
+	return close()
 }
 
 // socketKey marks the context of a Connect, to which the dialer hands the
@@ -224,12 +227,7 @@ type socketConn struct {
 }
 
 // Close ends the session within closeTimeout.
-func (c *socketConn) Close() error {
-	ctx, cancel := c.pool.closeContext()
-	defer cancel()
-	defer c.sock.watch(ctx)()
-	return c.pqConn.Close()
-}
+func (c *socketConn) Close() error { return c.pool.closeOn(c.sock, c.pqConn.Close) }
 
 // BeginTx begins a transaction whose commit or rollback ends with ctx too.
 func (c *socketConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
@@ -315,12 +313,7 @@ type socketStmt struct {
 }
 
 // Close closes the statement on the server within closeTimeout.
-func (s *socketStmt) Close() error {
-	ctx, cancel := s.pool.closeContext()
-	defer cancel()
-	defer s.sock.watch(ctx)()
-	return s.pqStmt.Close()
-}
+func (s *socketStmt) Close() error { return s.pool.closeOn(s.sock, s.pqStmt.Close) }
 
 // ExecContext runs the statement within ctx.
 func (s *socketStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {

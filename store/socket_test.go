@@ -53,6 +53,18 @@ func within(t *testing.T, fn func() error) error {
 	return err
 }
 
+// prepareInsert inserts two events with ids prefix1 and prefix2, so that
+// the INSERT of one row is prepared, and waits for the NOTIFYs they owe.
+func prepareInsert(t *testing.T, db *store.DB, prefix string) {
+	t.Helper()
+	for _, id := range []string{prefix + "1", prefix + "2"} { // the second INSERT is prepared
+		_, err := db.InsertEvent(context.Background(), newEvent(id, "cus_"+prefix, t0))
+		require.NoError(t, err)
+	}
+	require.True(t, store.InsertPrepared(db, 1))
+	time.Sleep(2 * store.NotifyGap)
+}
+
 // A statement the database never answers ends at its context's deadline:
 // lib/pq alone would only send a cancel request, which a silent database
 // does not answer either, and wait on.
@@ -123,12 +135,7 @@ func TestADeadlineEndsAPreparedStatementTheDatabaseNeverAnswers(t *testing.T) {
 	db.SQLX().SetMaxOpenConns(1) // the INSERT runs where it was prepared
 	store.SetBatchTimeout(db, 200*time.Millisecond)
 	ctx := context.Background()
-	for _, id := range []string{"evt_prep1", "evt_prep2"} { // the second INSERT is prepared
-		_, err := db.InsertEvent(ctx, newEvent(id, "cus_prep", t0))
-		require.NoError(t, err)
-	}
-	require.True(t, store.InsertPrepared(db, 1))
-	time.Sleep(2 * store.NotifyGap) // the NOTIFYs sent
+	prepareInsert(t, db, "evt_prep")
 
 	freeze(t, proxy)
 	start := time.Now()
@@ -190,12 +197,7 @@ func TestCloseDoesNotWaitForAHungDatabase(t *testing.T) {
 	ctx := context.Background()
 	db, err := store.Open(ctx, rawURL)
 	require.NoError(t, err)
-	for _, id := range []string{"evt_hung_close1", "evt_hung_close2"} { // the second INSERT is prepared
-		_, err = db.InsertEvent(ctx, newEvent(id, "cus_hung", t0))
-		require.NoError(t, err)
-	}
-	require.True(t, store.InsertPrepared(db, 1))
-	time.Sleep(2 * store.NotifyGap) // the NOTIFYs sent
+	prepareInsert(t, db, "evt_hung_close")
 
 	freeze(t, proxy)
 	_ = within(t, db.Close)
