@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"net/url"
 	"testing"
 	"time"
 
@@ -24,23 +23,14 @@ func behindProxy(t *testing.T) (string, *cutproxy.Proxy) {
 	t.Helper()
 	direct := storetest.PostgresDatabaseURL(t)
 	storetest.Open(t, direct) // migrates
-	u, err := url.Parse(direct)
-	require.NoError(t, err)
-	proxy := cutproxy.Start(t, u.Host)
-	u.Host = proxy.Addr()
-	return u.String(), proxy
+	return storetest.ThroughProxy(t, direct)
 }
 
 // freeze stops the database answering until hangBound has passed or the
 // test ends.
 func freeze(t *testing.T, proxy *cutproxy.Proxy) {
 	t.Helper()
-	proxy.Freeze()
-	thaw := time.AfterFunc(hangBound, proxy.Thaw)
-	t.Cleanup(func() {
-		thaw.Stop()
-		proxy.Thaw()
-	})
+	proxy.FreezeFor(t, hangBound)
 }
 
 // within runs fn and returns its error, failing t unless it returned well

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,12 +113,7 @@ func frozenAfterOne(t *testing.T, secret string) (*server, *cutproxy.Proxy, *sto
 	status, _ := post(t, srv.url, secret, outageEvent("evt_before"))
 	require.Equal(t, 200, status)
 	waitSettled(t, db)
-	proxy.Freeze()
-	thaw := time.AfterFunc(hungFor, proxy.Thaw)
-	t.Cleanup(func() {
-		thaw.Stop()
-		proxy.Thaw()
-	})
+	proxy.FreezeFor(t, hungFor)
 	return srv, proxy, db
 }
 
@@ -129,11 +123,8 @@ func frozenAfterOne(t *testing.T, secret string) (*server, *cutproxy.Proxy, *sto
 func serveBehindProxy(t *testing.T, secret string) (*server, *cutproxy.Proxy, string) {
 	t.Helper()
 	dbURL := storetest.PostgresURL(t)
-	u, err := url.Parse(dbURL)
-	require.NoError(t, err)
-	proxy := cutproxy.Start(t, u.Host)
-	u.Host = proxy.Addr()
-	return startServe(t, env(nil), "--db", u.String(), "--secret", secret), proxy, dbURL
+	proxied, proxy := storetest.ThroughProxy(t, dbURL)
+	return startServe(t, env(nil), "--db", proxied, "--secret", secret), proxy, dbURL
 }
 
 // outageEvent is a customer.created event with id.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -130,6 +131,18 @@ func (p *Proxy) Freeze() {
 		p.frozen = true
 		p.thawed = make(chan struct{})
 	}
+}
+
+// FreezeFor freezes the proxy until d has passed or t ends, whichever comes
+// first: a client that ignores its deadline then gets its answer only after
+// d, and fails its test by the time it took instead of hanging it.
+func (p *Proxy) FreezeFor(t testing.TB, d time.Duration) {
+	p.Freeze()
+	thaw := time.AfterFunc(d, p.Thaw)
+	t.Cleanup(func() {
+		thaw.Stop()
+		p.Thaw()
+	})
 }
 
 // Thaw delivers what Freeze held and forwards again.

@@ -16,6 +16,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
+	"github.com/orderhook/orderhook/internal/cutproxy"
 	"github.com/orderhook/orderhook/store"
 )
 
@@ -59,6 +60,18 @@ func PostgresDatabaseURL(t testing.TB) string {
 	require.NoError(t, err)
 	u.Path = "/" + name
 	return u.String()
+}
+
+// ThroughProxy returns rawURL, a PostgreSQL URL, reaching its server through
+// a proxy that the test can cut or freeze, and the proxy. The proxy closes
+// when t ends.
+func ThroughProxy(t testing.TB, rawURL string) (string, *cutproxy.Proxy) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	require.NoError(t, err)
+	proxy := cutproxy.Start(t, u.Host)
+	u.Host = proxy.Addr()
+	return u.String(), proxy
 }
 
 // serverURL returns the test server's URL. It skips t when none is
