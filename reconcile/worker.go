@@ -50,7 +50,7 @@ type Config struct {
 	Name              string        // worker name in leases and history; default "worker"
 	Workers           int           // concurrent loops; default 4
 	BatchSize         int           // events claimed at once per loop; default DefaultBatchSize
-	Lease             time.Duration // how long a claim is held; default 1m
+	Lease             time.Duration // how long a claim is held, and a transaction may run; default 1m
 	PollInterval      time.Duration // fallback when no wake-up arrives; default 1s
 	MaxAttempts       int           // failed attempts before dead; default 12
 	DependencyTimeout time.Duration // how long an event may stay deferred; default 72h
@@ -288,8 +288,9 @@ func (w *Worker) yield(ctx context.Context) (func(), bool) {
 type partition struct{ index, count int }
 
 // RunOnce claims one batch as worker name and processes it. It returns how
-// many events it claimed, and an error only when the store failed. A ctx
-// that ends while the batch runs cuts it short 10 s later.
+// many events it claimed, and an error only when the store failed, or did
+// not answer a transaction within a lease. A ctx that ends while the batch
+// runs cuts it short 10 s later.
 func (w *Worker) RunOnce(ctx context.Context, name string) (int, error) {
 	batch, err := w.runBatch(ctx, name, partition{})
 	return batch.Claimed, err
@@ -303,20 +304,33 @@ func (w *Worker) runBatch(ctx context.Context, name string, part partition) (sto
 	if ctx.Err() != nil {
 		return store.Batch{}, nil
 	}
-	inFlight, done := afterStop(ctx)
+	inFlight, done := w.inFlight(ctx)
 	defer done()
 	batch, failed, cause := w.processBatch(inFlight, name, part)
 	switch {
-	case errors.Is(cause, store.ErrUnavailable):
-		return batch, cause
 	case cause == nil:
 		// Another transaction held these customers: wait for it.
 		return batch, w.processEach(ctx, name, batch.Leased, store.Event{}, nil)
+	case failed.ID == "", errors.Is(cause, store.ErrUnavailable):
+		// No event to blame: the store failed.
+		return batch, w.storeFailure(inFlight, cause)
 	}
 	// failed took the batch down with it: record its failure, and process
 	// the others again one at a time.
 	w.logger.Debug().Err(cause).Str("worker", name).Int("events", batch.Claimed).Msg("batch rolled back; processing its events one at a time")
 	return batch, w.processEach(ctx, name, batch.Leased, failed, cause)
+}
+
+// storeFailure returns cause, the failure of a transaction that no event is
+// to blame for. A transaction that ran out of its lease waited for a database
+// that did not answer in time: the store was unavailable. (The connection's
+// deadline is the context's, and may fail a call before the context ends.)
+func (w *Worker) storeFailure(inFlight context.Context, cause error) error {
+	deadline, _ := inFlight.Deadline()
+	if errors.Is(cause, store.ErrUnavailable) || time.Now().Before(deadline) {
+		return cause
+	}
+	return fmt.Errorf("%w: no answer within the %s lease: %w", store.ErrUnavailable, w.cfg.Lease, cause)
 }
 
 // processEach processes events one transaction at a time, recording the
@@ -325,24 +339,27 @@ func (w *Worker) runBatch(ctx context.Context, name string, part partition) (sto
 // fails (the loop backs off; the rest are claimed again once their leases
 // expire).
 func (w *Worker) processEach(ctx context.Context, name string, events []store.Event, failed store.Event, cause error) error {
-	inFlight, done := afterStop(ctx)
-	defer done()
 	for i, ev := range events {
 		if ctx.Err() != nil {
-			w.unlease(inFlight, name, events[i:])
+			w.unlease(context.WithoutCancel(ctx), name, events[i:])
 			return nil
 		}
-		var err error
-		if ev.ID == failed.ID {
-			err = w.fail(inFlight, name, failed, w.cfg.Now(), cause)
-		} else {
-			err = w.process(inFlight, name, ev)
-		}
-		if err != nil {
+		if err := w.processOne(ctx, name, ev, failed, cause); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// processOne processes ev in its own transaction, or records cause for it
+// when it is failed.
+func (w *Worker) processOne(ctx context.Context, name string, ev, failed store.Event, cause error) error {
+	inFlight, done := w.inFlight(ctx)
+	defer done()
+	if ev.ID == failed.ID {
+		return w.fail(inFlight, name, failed, w.cfg.Now(), cause)
+	}
+	return w.process(inFlight, name, ev)
 }
 
 // stopGrace is how long a transaction in flight may go on once the worker
@@ -352,10 +369,13 @@ func (w *Worker) processEach(ctx context.Context, name string, events []store.Ev
 // rolls back, and its events are due again.
 const stopGrace = 10 * time.Second
 
-// afterStop returns the context of a transaction in flight: it goes on when
-// ctx ends, and ends stopGrace later. done releases it.
-func afterStop(ctx context.Context) (inFlight context.Context, done func()) {
-	inFlight, cancel := context.WithCancel(context.WithoutCancel(ctx))
+// inFlight returns the context of one transaction. It ends a lease
+// (Config.Lease) after it starts: a transaction that holds its events
+// longer, most likely on a database that stopped answering, is cut short and
+// rolls back, and its events are due again. It goes on when ctx ends, and
+// then ends no later than stopGrace after. done releases it.
+func (w *Worker) inFlight(ctx context.Context) (inFlight context.Context, done func()) {
+	inFlight, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.Lease)
 	stop := context.AfterFunc(ctx, func() {
 		t := time.NewTimer(stopGrace)
 		defer t.Stop()

@@ -1,0 +1,81 @@
+package reconcile_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderhook/orderhook/internal/cutproxy"
+	"github.com/orderhook/orderhook/internal/scenario"
+	"github.com/orderhook/orderhook/reconcile"
+	"github.com/orderhook/orderhook/store"
+	"github.com/orderhook/orderhook/store/storetest"
+)
+
+// hungFor is how long a frozen database stays silent unless the test thaws
+// it first: longer than the 10 s a stop gives a transaction, so that a
+// worker that waits for the answer fails its test by the time it took.
+const hungFor = 30 * time.Second
+
+// hungWorker returns a worker with cfg on a PostgreSQL database reached
+// through a proxy, the database, the proxy, and a customer.created event
+// stored there and due.
+func hungWorker(t *testing.T, cfg reconcile.Config) (*reconcile.Worker, *store.DB, *cutproxy.Proxy, scenario.Event) {
+	t.Helper()
+	rawURL, proxy := storetest.ThroughProxy(t, storetest.PostgresURL(t))
+	db := storetest.Open(t, rawURL)
+	created := find(t, scenario.Generate(scenario.Config{Customers: 1, Prefix: "hung"}), "customer.created")
+	insert(t, db, created, time.Now().Add(-time.Second))
+	cfg.Workers = 1
+	w, err := reconcile.NewWorker(cfg, db, zerologNop())
+	require.NoError(t, err)
+	return w, db, proxy, created
+}
+
+// timedRunOnce runs w.RunOnce and returns how long it took and its error.
+func timedRunOnce(ctx context.Context, w *reconcile.Worker) (time.Duration, error) {
+	start := time.Now()
+	_, err := w.RunOnce(ctx, "hung")
+	return time.Since(start), err
+}
+
+// A transaction the database never answers ends a lease after it began: the
+// batch fails as the store being unavailable, so the loop backs off instead
+// of waiting for ever, and its event is applied once the database answers.
+func TestATransactionTheDatabaseNeverAnswersEndsAtItsLease(t *testing.T) {
+	t.Parallel()
+	const lease = 500 * time.Millisecond
+	w, db, proxy, created := hungWorker(t, reconcile.Config{Lease: lease})
+	require.NoError(t, db.Ping(context.Background())) // a connection in the pool
+
+	proxy.FreezeFor(t, hungFor)
+	took, err := timedRunOnce(context.Background(), w)
+	require.ErrorIs(t, err, store.ErrUnavailable, "%v", err)
+	require.Less(t, took, lease+3*time.Second, "the batch waited for the database")
+	require.GreaterOrEqual(t, took, lease)
+
+	proxy.Thaw()
+	n, err := w.RunOnce(context.Background(), "hung")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, store.StatusApplied, event(t, db, created.ID).Status)
+	require.Equal(t, []string{store.OutcomeApplied}, attemptOutcomes(t, db, created.ID), "the cut transaction recorded nothing")
+}
+
+// A worker told to stop gives the transaction in flight 10 s, however long
+// its lease, then cuts it short: a database that stopped answering cannot
+// hold a stop for ever.
+func TestAStopCutsAHungTransactionShortAfterItsGrace(t *testing.T) {
+	t.Parallel()
+	w, db, proxy, _ := hungWorker(t, reconcile.Config{Lease: time.Hour})
+	require.NoError(t, db.Ping(context.Background()))
+
+	proxy.FreezeFor(t, hungFor)
+	ctx, stop := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, stop)
+	took, _ := timedRunOnce(ctx, w)
+	require.Less(t, took, 15*time.Second, "the stop waited for the database")
+	require.GreaterOrEqual(t, took, 10*time.Second, "the transaction in flight was not given its grace")
+}
