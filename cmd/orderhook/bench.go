@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -139,6 +140,11 @@ otherwise, 2 on usage errors.`,
 // starts, and prints the report.
 func (a *app) bench(cmd *cobra.Command, f *benchFlags) (err error) {
 	ctx := cmd.Context()
+	procs, why := benchProcs(a.getenv, f.cfg.URL, runtime.GOMAXPROCS(0))
+	if procs != runtime.GOMAXPROCS(0) {
+		setGOMAXPROCS(procs)
+	}
+	fmt.Fprintf(a.stderr, "bench: load generator on %d of %d cores (%s)\n", procs, runtime.NumCPU(), why)
 	target := "server at " + redactURL(f.cfg.URL)
 	if f.cfg.URL == "" {
 		stop, desc, err := a.startBenchServer(cmd, f)

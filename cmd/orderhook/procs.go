@@ -7,9 +7,9 @@ import (
 	"strings"
 )
 
-// setGOMAXPROCS applies serve's choice of GOMAXPROCS. Tests that serve in
-// their own process replace it, so that one test's choice does not slow the
-// others.
+// setGOMAXPROCS applies serve's and bench's choice of GOMAXPROCS. Tests
+// that serve or bench in their own process replace it, so that one test's
+// choice does not slow the others.
 var setGOMAXPROCS = runtime.GOMAXPROCS
 
 // serveProcs returns how many cores serve's Go runtime uses, and why. It
@@ -47,8 +47,37 @@ func localPostgres(dbURL, pgHost string) bool {
 	if host == "" {
 		host = pgHost
 	}
+	return localHost(host)
+}
+
+// localHost reports whether host names this machine: empty, localhost, a
+// loopback address, or a Unix socket directory.
+func localHost(host string) bool {
 	if ip := net.ParseIP(host); ip != nil {
 		return ip.IsLoopback()
 	}
 	return host == "" || host == "localhost" || strings.HasPrefix(host, "/")
+}
+
+// benchProcs returns how many cores bench's Go runtime uses, and why. The
+// load generator stands in for Stripe, whose senders do not share the
+// server's cores. When the server it measures is on this machine (one bench
+// starts, an empty target, or a target URL on a loopback address), it takes
+// half of Go's default, at least one, as serve does beside a local database,
+// and leaves the rest to the server and its database; the engine limit's
+// INSERTs come from the same runtime. It keeps GOMAXPROCS when the
+// environment sets it. On two cores, with the limit measured in each run,
+// the ingest was higher in nine of ten alternating pairs and the limit in
+// nine of ten too (BENCHMARKS.md). Otherwise it is Go's default.
+func benchProcs(getenv func(string) string, target string, goDefault int) (int, string) {
+	switch {
+	case getenv("GOMAXPROCS") != "":
+		return goDefault, "GOMAXPROCS"
+	case target == "":
+		return max(1, goDefault/2), "half, for the server it starts on this machine"
+	}
+	if u, err := url.Parse(target); err == nil && u.Hostname() != "" && localHost(u.Hostname()) {
+		return max(1, goDefault/2), "half, for a server on this machine"
+	}
+	return goDefault, "Go's default"
 }

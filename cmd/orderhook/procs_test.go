@@ -37,3 +37,27 @@ func TestServeProcsLeavesHalfTheCoresToALocalPostgres(t *testing.T) {
 	require.Equal(t, 8, got, "GOMAXPROCS set: kept")
 	require.Equal(t, "GOMAXPROCS", why)
 }
+
+func TestBenchProcsLeavesHalfTheCoresToALocalServer(t *testing.T) {
+	t.Parallel()
+	none := func(string) string { return "" }
+	for _, tc := range []struct {
+		target string
+		want   int
+	}{
+		{"", 4}, // the server bench starts
+		{"http://127.0.0.1:8080/webhooks/stripe", 4},
+		{"http://localhost:8080/webhooks/stripe", 4},
+		{"http://[::1]:8080/webhooks/stripe", 4},
+		{"https://hooks.example.com/webhooks/stripe", 8},
+		{"http://10.0.0.7:8080/webhooks/stripe", 8},
+	} {
+		got, _ := benchProcs(none, tc.target, 8)
+		require.Equal(t, tc.want, got, tc.target)
+	}
+	got, _ := benchProcs(none, "", 1)
+	require.Equal(t, 1, got, "at least one")
+	got, why := benchProcs(func(k string) string { return map[string]string{"GOMAXPROCS": "8"}[k] }, "", 8)
+	require.Equal(t, 8, got, "GOMAXPROCS set: kept")
+	require.Equal(t, "GOMAXPROCS", why)
+}
