@@ -31,9 +31,17 @@ func TestServeProcsLeavesHalfTheCoresToALocalPostgres(t *testing.T) {
 	require.Equal(t, 8, got, "no host in the URL: PGHOST's")
 	got, _ = serveProcs(pgHost, "postgres://127.0.0.1/orderhook", 8)
 	require.Equal(t, 4, got, "a host in the URL wins over PGHOST")
-	got, _ = serveProcs(none, "postgres://postgres@127.0.0.1/orderhook", 1)
+	requireProcsBounds(t, serveProcs, "postgres://postgres@127.0.0.1/orderhook")
+}
+
+// requireProcsBounds checks what serve's and bench's rules share, for a
+// target that is on this machine: at least one core, and GOMAXPROCS from the
+// environment kept.
+func requireProcsBounds(t *testing.T, procs func(func(string) string, string, int) (int, string), local string) {
+	t.Helper()
+	got, _ := procs(func(string) string { return "" }, local, 1)
 	require.Equal(t, 1, got, "at least one")
-	got, why := serveProcs(func(k string) string { return map[string]string{"GOMAXPROCS": "8"}[k] }, "postgres://127.0.0.1/x", 8)
+	got, why := procs(func(k string) string { return map[string]string{"GOMAXPROCS": "8"}[k] }, local, 8)
 	require.Equal(t, 8, got, "GOMAXPROCS set: kept")
 	require.Equal(t, "GOMAXPROCS", why)
 }
@@ -55,9 +63,5 @@ func TestBenchProcsLeavesHalfTheCoresToALocalServer(t *testing.T) {
 		got, _ := benchProcs(none, tc.target, 8)
 		require.Equal(t, tc.want, got, tc.target)
 	}
-	got, _ := benchProcs(none, "", 1)
-	require.Equal(t, 1, got, "at least one")
-	got, why := benchProcs(func(k string) string { return map[string]string{"GOMAXPROCS": "8"}[k] }, "", 8)
-	require.Equal(t, 8, got, "GOMAXPROCS set: kept")
-	require.Equal(t, "GOMAXPROCS", why)
+	requireProcsBounds(t, benchProcs, "")
 }
