@@ -115,6 +115,10 @@ $TMPDIR, deleted after: where $TMPDIR is a tmpfs, fsync costs nothing, so pass
 --db sqlite:PATH on the disk you would serve from. With --url it measures that
 server; --db must be its database.
 
+When the server is on this machine (one it starts, or a --url on a loopback
+address), bench runs Go on half the cores, at least one, unless GOMAXPROCS is
+set: it stands in for Stripe, whose senders do not share the server's cores.
+
 Exits 0 when every delivery was acknowledged and every event applied, 1
 otherwise, 2 on usage errors.`,
 		Example: `  orderhook bench
