@@ -2,9 +2,11 @@ package reconcile_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
 	"github.com/orderhook/orderhook/internal/cutproxy"
@@ -57,7 +59,11 @@ func TestATransactionTheDatabaseNeverAnswersEndsAtItsLease(t *testing.T) {
 	require.GreaterOrEqual(t, took, lease)
 
 	proxy.Thaw()
-	n, err := w.RunOnce(context.Background(), "hung")
+	// A worker with the default lease: a new connection under a loaded test
+	// run may take longer than half a second.
+	after, err := reconcile.NewWorker(reconcile.Config{Workers: 1}, db, zerologNop())
+	require.NoError(t, err)
+	n, err := after.RunOnce(context.Background(), "hung")
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	require.Equal(t, store.StatusApplied, event(t, db, created.ID).Status)
@@ -78,4 +84,60 @@ func TestAStopCutsAHungTransactionShortAfterItsGrace(t *testing.T) {
 	took, _ := timedRunOnce(ctx, w)
 	require.Less(t, took, 15*time.Second, "the stop waited for the database")
 	require.GreaterOrEqual(t, took, 10*time.Second, "the transaction in flight was not given its grace")
+}
+
+// A batch that runs past its lease fails the attempt of the event it was
+// applying, rolls back, and applies the others one at a time: a handler that
+// does not return holds its batch's rows no longer than a lease.
+func TestAHandlerPastTheLeaseFailsItsAttempt(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "slow"})
+		created, paid := find(t, s, "customer.created"), find(t, s, "invoice.paid")
+		insert(t, db, created, time.Now().Add(-2*time.Second))
+		insert(t, db, paid, time.Now().Add(-time.Second))
+		calls := 0
+		w, err := reconcile.NewWorker(reconcile.Config{Workers: 1, Lease: 300 * time.Millisecond,
+			Handlers: map[string]reconcile.HandlerFunc{
+				"invoice.paid": func(ctx context.Context, _ *sqlx.Tx, _ reconcile.Event) error {
+					if calls++; calls > 1 {
+						return nil
+					}
+					select {
+					case <-ctx.Done():
+						return ctx.Err()
+					case <-time.After(hungFor):
+						return errors.New("the batch's context never ended")
+					}
+				},
+			}}, db, zerologNop())
+		require.NoError(t, err)
+
+		n, err := w.RunOnce(context.Background(), "slow")
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		require.Equal(t, store.StatusApplied, event(t, db, created.ID).Status, "applied alone after the batch rolled back")
+		require.Equal(t, []string{store.OutcomeFailed}, attemptOutcomes(t, db, paid.ID))
+		require.Contains(t, event(t, db, paid.ID).LastError, context.DeadlineExceeded.Error())
+	})
+}
+
+// When the database stops answering as a handler fails, leasing the rolled
+// back batch again gives up after its own timeout instead of waiting.
+func TestLeasingARolledBackBatchDoesNotWaitForAHungDatabase(t *testing.T) {
+	t.Parallel()
+	var proxy *cutproxy.Proxy
+	w, db, p, _ := hungWorker(t, reconcile.Config{Lease: 2 * time.Second,
+		Handlers: map[string]reconcile.HandlerFunc{
+			"customer.created": func(context.Context, *sqlx.Tx, reconcile.Event) error {
+				proxy.FreezeFor(t, hungFor)
+				return errors.New("downstream down")
+			},
+		}})
+	proxy = p
+	require.NoError(t, db.Ping(context.Background()))
+
+	took, err := timedRunOnce(context.Background(), w)
+	require.ErrorIs(t, err, store.ErrUnavailable, "%v", err)
+	require.Less(t, took, 10*time.Second, "leasing the batch again waited for the database")
 }

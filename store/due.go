@@ -114,9 +114,11 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 	case errors.Is(err, ErrUnavailable) || len(claimed) == 0:
 		return Batch{}, err
 	}
-	// fn failed: lease what it rolled back, for the caller to go through.
+	// fn failed: lease what it rolled back, for the caller to go through,
+	// even when ctx has ended (fn may have failed because it did).
 	var leased []Event
-	ctx = context.WithoutCancel(ctx)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackLeaseTimeout)
+	defer cancel()
 	lerr := db.withTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
 		leased, err = db.lease(ctx, tx, claimed, p.Worker, p.Now, until)
@@ -127,6 +129,11 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 	}
 	return Batch{Claimed: len(claimed), Leased: leased, OldestDue: oldest}, err
 }
+
+// rollbackLeaseTimeout bounds leasing the events of a batch that fn rolled
+// back: long enough for a database that answers, short enough that one that
+// stopped answering does not hold the caller.
+const rollbackLeaseTimeout = 5 * time.Second
 
 // claimDue locks and reads, whole, up to p.Limit due pending events of p's
 // partition, oldest first, skipping the rows another transaction holds. On
