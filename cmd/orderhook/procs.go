@@ -61,8 +61,8 @@ func localHost(host string) bool {
 
 // benchProcs returns how many cores bench's Go runtime uses, and why. The
 // load generator stands in for Stripe, whose senders do not share the
-// server's cores. When the server it measures is on this machine (one bench
-// starts, an empty target, or a target URL on a loopback address), it takes
+// server's cores. When the server it measures is on this machine (the one
+// bench starts, for an empty target, or one at a loopback address), it takes
 // half of Go's default, at least one, as serve does beside a local database,
 // and leaves the rest to the server and its database; the engine limit's
 // INSERTs come from the same runtime. It keeps GOMAXPROCS when the
