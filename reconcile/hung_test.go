@@ -43,6 +43,24 @@ func timedRunOnce(ctx context.Context, w *reconcile.Worker) (time.Duration, erro
 	return time.Since(start), err
 }
 
+// slowOnce returns a handler whose first call returns only when its
+// transaction's context ends (or, failing the test, after hungFor), and
+// whose later calls succeed.
+func slowOnce() reconcile.HandlerFunc {
+	calls := 0
+	return func(ctx context.Context, _ *sqlx.Tx, _ reconcile.Event) error {
+		if calls++; calls > 1 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(hungFor):
+			return errors.New("the transaction's context never ended")
+		}
+	}
+}
+
 // A transaction the database never answers ends a lease after it began: the
 // batch fails as the store being unavailable, so the loop backs off instead
 // of waiting for ever, and its event is applied once the database answers.
@@ -96,21 +114,9 @@ func TestAHandlerPastTheLeaseFailsItsAttempt(t *testing.T) {
 		created, paid := find(t, s, "customer.created"), find(t, s, "invoice.paid")
 		insert(t, db, created, time.Now().Add(-2*time.Second))
 		insert(t, db, paid, time.Now().Add(-time.Second))
-		calls := 0
 		w, err := reconcile.NewWorker(reconcile.Config{Workers: 1, Lease: 300 * time.Millisecond,
-			Handlers: map[string]reconcile.HandlerFunc{
-				"invoice.paid": func(ctx context.Context, _ *sqlx.Tx, _ reconcile.Event) error {
-					if calls++; calls > 1 {
-						return nil
-					}
-					select {
-					case <-ctx.Done():
-						return ctx.Err()
-					case <-time.After(hungFor):
-						return errors.New("the batch's context never ended")
-					}
-				},
-			}}, db, zerologNop())
+			Handlers: map[string]reconcile.HandlerFunc{"invoice.paid": slowOnce()},
+		}, db, zerologNop())
 		require.NoError(t, err)
 
 		n, err := w.RunOnce(context.Background(), "slow")
@@ -140,4 +146,34 @@ func TestLeasingARolledBackBatchDoesNotWaitForAHungDatabase(t *testing.T) {
 	took, err := timedRunOnce(context.Background(), w)
 	require.ErrorIs(t, err, store.ErrUnavailable, "%v", err)
 	require.Less(t, took, 10*time.Second, "leasing the batch again waited for the database")
+}
+
+// An event applied alone whose handler runs past the lease is left due
+// again, not failed: its lease has ended with the transaction, and the store
+// did not fail, so the worker neither records an attempt it no longer owns
+// nor backs off.
+func TestAnEventAppliedAlonePastTheLeaseIsDueAgain(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "alone"})
+		created, paid, finalized := find(t, s, "customer.created"), find(t, s, "invoice.paid"), find(t, s, "invoice.finalized")
+		for i, ev := range []scenario.Event{created, paid, finalized} {
+			insert(t, db, ev, time.Now().Add(time.Duration(i-3)*time.Second))
+		}
+		// paid takes the batch down; finalized, applied alone after it, runs
+		// past its own lease.
+		w, err := reconcile.NewWorker(reconcile.Config{Workers: 1, Lease: 300 * time.Millisecond,
+			Handlers: map[string]reconcile.HandlerFunc{"invoice.paid": slowOnce(), "invoice.finalized": slowOnce()},
+		}, db, zerologNop())
+		require.NoError(t, err)
+
+		_, err = w.RunOnce(context.Background(), "alone")
+		require.NoError(t, err, "a handler past its lease is not a store failure")
+		require.Equal(t, store.StatusApplied, event(t, db, created.ID).Status)
+		require.Equal(t, []string{store.OutcomeFailed}, attemptOutcomes(t, db, paid.ID))
+		ev := event(t, db, finalized.ID)
+		require.Equal(t, store.StatusPending, ev.Status)
+		require.Empty(t, attemptOutcomes(t, db, finalized.ID), "no attempt recorded past the lease")
+		require.WithinDuration(t, time.Now(), *ev.LeaseExpiresAt, 2*time.Second, "due again when its lease ends")
+	})
 }

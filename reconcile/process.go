@@ -84,6 +84,13 @@ func (w *Worker) process(ctx context.Context, name string, ev store.Event) error
 		return nil
 	case errors.Is(err, store.ErrUnavailable):
 		return err
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		// It ran past its lease, which ended with ctx: the event is no
+		// longer this worker's to fail. It is due again, and whoever claims
+		// it next records the failure if it happens again.
+		w.logger.Warn().Err(err).Str("event_id", ev.ID).Str("type", ev.Type).Str("customer_id", ev.CustomerID).
+			Int("attempt", ev.Attempts+1).Str("worker", name).Msg("ran past its lease; due again")
+		return nil
 	default:
 		return w.fail(ctx, name, ev, start, err)
 	}
