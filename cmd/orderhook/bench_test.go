@@ -29,8 +29,9 @@ func TestMain(m *testing.M) {
 	if err := os.Setenv(actAsOrderhook, "1"); err != nil { // inherited by the servers bench starts
 		panic(err)
 	}
-	// The servers the tests run in this process keep its GOMAXPROCS.
+	// The servers the tests run in this process keep its GOMAXPROCS and GOGC.
 	setGOMAXPROCS = func(int) int { return runtime.GOMAXPROCS(0) }
+	setGCPercent = func(int) {}
 	os.Exit(m.Run())
 }
 

@@ -127,6 +127,7 @@ type serveConfig struct {
 	batchSize    *int           // nil: auto, by the database
 	procs        int            // GOMAXPROCS serve runs with
 	procsBasis   string         // why
+	gogc         string         // GOGC serve runs with
 }
 
 // ingestAuto is the default of --ingest-yield, --ingest-loops and
@@ -267,6 +268,10 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 	if cfg.procs != runtime.GOMAXPROCS(0) {
 		setGOMAXPROCS(cfg.procs)
 	}
+	var setGC bool
+	if cfg.gogc, setGC = serveGOGC(a.getenv); setGC {
+		setGCPercent(serveGCPercent)
+	}
 	if _, err := db.Migrate(ctx); err != nil {
 		return err
 	}
@@ -341,7 +346,7 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 	logger.Info().Str("addr", ln.Addr().String()).Str("role", cfg.role).Str("db", string(db.Dialect())).
 		Str("mode", cfg.mode).Dur("ingest_yield", wcfg.IngestYield).Int("ingest_loops", wcfg.IngestLoops).
 		Dur("ingest_max_lag", wcfg.IngestMaxLag).Int("batch_size", wcfg.BatchSize).
-		Int("procs", cfg.procs).Str("procs_basis", cfg.procsBasis).Bool("tracing", tr.On()).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
+		Int("procs", cfg.procs).Str("procs_basis", cfg.procsBasis).Str("gogc", cfg.gogc).Bool("tracing", tr.On()).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
 	err = g.Wait()
 	logger.Info().Msg("orderhook stopped")
 	return err
