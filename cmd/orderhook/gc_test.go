@@ -4,21 +4,26 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/orderhook/orderhook/store"
 )
 
-func TestServeGOGCDoublesTheDefaultUnlessTheEnvironmentSetsIt(t *testing.T) {
+func TestServeGOGCDoublesTheDefaultOnPostgresUnlessTheEnvironmentSetsIt(t *testing.T) {
 	t.Parallel()
-	for env, want := range map[string]struct {
-		gogc string
-		set  bool
+	for _, c := range []struct {
+		env     string
+		dialect store.Dialect
+		gogc    string
+		set     bool
 	}{
-		"":    {"200", true},
-		"off": {"off", false},
-		"50":  {"50", false},
+		{"", store.Postgres, "200", true},
+		{"", store.SQLite, "100", false},
+		{"off", store.Postgres, "off", false},
+		{"50", store.SQLite, "50", false},
 	} {
-		getenv := func(k string) string { return map[string]string{"GOGC": env}[k] }
-		gogc, set := serveGOGC(getenv)
-		require.Equal(t, want.gogc, gogc, "GOGC=%q", env)
-		require.Equal(t, want.set, set, "GOGC=%q", env)
+		getenv := func(k string) string { return map[string]string{"GOGC": c.env}[k] }
+		gogc, set := serveGOGC(getenv, c.dialect)
+		require.Equal(t, c.gogc, gogc, "GOGC=%q on %s", c.env, c.dialect)
+		require.Equal(t, c.set, set, "GOGC=%q on %s", c.env, c.dialect)
 	}
 }

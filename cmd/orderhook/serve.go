@@ -269,7 +269,7 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 		setGOMAXPROCS(cfg.procs)
 	}
 	var setGC bool
-	if cfg.gogc, setGC = serveGOGC(a.getenv); setGC {
+	if cfg.gogc, setGC = serveGOGC(a.getenv, db.Dialect()); setGC {
 		setGCPercent(serveGCPercent)
 	}
 	if _, err := db.Migrate(ctx); err != nil {
