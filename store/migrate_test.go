@@ -79,3 +79,36 @@ func TestRedact(t *testing.T) {
 	require.Equal(t, "postgres://app@db/x", store.Redact("postgres://app@db/x"))
 	require.Equal(t, "sqlite:orderhook.db", store.Redact("sqlite:orderhook.db"))
 }
+
+// On a server that has lz4, payloads are stored with it (00008).
+func TestPayloadsAreCompressedWithLZ4WhereTheServerHasIt(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	ev := newEvent("evt_lz4", "cus_1", t0)
+	ev.Payload = []byte(`{"id":"evt_lz4","data":{"object":{"lines":[` + strings.Repeat(`{"object":"line_item","amount":1500},`, 100) + `{}]}}}`)
+	_, err := db.InsertEvent(ctx, ev)
+	require.NoError(t, err)
+
+	var method string
+	require.NoError(t, db.SQLX().GetContext(ctx, &method,
+		`SELECT COALESCE(pg_column_compression(payload), 'none') FROM webhook_events WHERE event_id = 'evt_lz4'`))
+	if serverHasLZ4(t, db) {
+		require.Equal(t, "lz4", method)
+	} else {
+		require.Equal(t, "pglz", method, "the server's default where lz4 is missing")
+	}
+	got, err := db.Event(ctx, "evt_lz4")
+	require.NoError(t, err)
+	require.Equal(t, ev.Payload, got.Payload, "byte-exact through the compression")
+}
+
+// serverHasLZ4 reports whether db's server can compress with lz4.
+func serverHasLZ4(t *testing.T, db *store.DB) bool {
+	t.Helper()
+	tx, err := db.SQLX().Beginx()
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback() }()
+	_, err = tx.Exec(`CREATE TEMP TABLE lz4_probe (b bytea COMPRESSION lz4)`)
+	return err == nil
+}
