@@ -43,6 +43,11 @@ func timedRunOnce(ctx context.Context, w *reconcile.Worker) (time.Duration, erro
 	return time.Since(start), err
 }
 
+// slowLease is the lease of the workers whose slowOnce handler runs past
+// it: long enough for the events applied alone after the cut batch to finish
+// within their own lease on a loaded test run (300 ms did not, once in CI).
+const slowLease = 2 * time.Second
+
 // slowOnce returns a handler whose first call returns only when its
 // transaction's context ends (or, failing the test, after hungFor), and
 // whose later calls succeed.
@@ -114,7 +119,7 @@ func TestAHandlerPastTheLeaseFailsItsAttempt(t *testing.T) {
 		created, paid := find(t, s, "customer.created"), find(t, s, "invoice.paid")
 		insert(t, db, created, time.Now().Add(-2*time.Second))
 		insert(t, db, paid, time.Now().Add(-time.Second))
-		w, err := reconcile.NewWorker(reconcile.Config{Workers: 1, Lease: 300 * time.Millisecond,
+		w, err := reconcile.NewWorker(reconcile.Config{Workers: 1, Lease: slowLease,
 			Handlers: map[string]reconcile.HandlerFunc{"invoice.paid": slowOnce()},
 		}, db, zerologNop())
 		require.NoError(t, err)
@@ -162,7 +167,7 @@ func TestAnEventAppliedAlonePastTheLeaseIsDueAgain(t *testing.T) {
 		}
 		// paid takes the batch down; finalized, applied alone after it, runs
 		// past its own lease.
-		w, err := reconcile.NewWorker(reconcile.Config{Workers: 1, Lease: 300 * time.Millisecond,
+		w, err := reconcile.NewWorker(reconcile.Config{Workers: 1, Lease: slowLease,
 			Handlers: map[string]reconcile.HandlerFunc{"invoice.paid": slowOnce(), "invoice.finalized": slowOnce()},
 		}, db, zerologNop())
 		require.NoError(t, err)
@@ -174,6 +179,6 @@ func TestAnEventAppliedAlonePastTheLeaseIsDueAgain(t *testing.T) {
 		ev := event(t, db, finalized.ID)
 		require.Equal(t, store.StatusPending, ev.Status)
 		require.Empty(t, attemptOutcomes(t, db, finalized.ID), "no attempt recorded past the lease")
-		require.WithinDuration(t, time.Now(), *ev.LeaseExpiresAt, 2*time.Second, "due again when its lease ends")
+		require.WithinDuration(t, time.Now(), *ev.LeaseExpiresAt, 2*slowLease, "due again when its lease ends")
 	})
 }
