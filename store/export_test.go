@@ -1,6 +1,10 @@
 package store
 
-import "time"
+import (
+	"context"
+	"net"
+	"time"
+)
 
 // NotifyGap is the least time between two NOTIFYs of one DB.
 const NotifyGap = notifyGap
@@ -79,3 +83,9 @@ const ClaimDueQuery = claimDueQuery
 
 // ShareBounds returns the range of customer hashes of partition i of n.
 func ShareBounds(i, n int) (lo, hi int32) { return shareBounds(i, n) }
+
+// DialCancel dials as the connector does for each cancel request lib/pq
+// sends.
+func DialCancel(ctx context.Context, network, address string) (net.Conn, error) {
+	return socketDialer{}.DialContext(ctx, network, address)
+}

@@ -2,6 +2,9 @@ package store_test
 
 import (
 	"context"
+	"encoding/binary"
+	"net/url"
+	"os"
 	"testing"
 	"time"
 
@@ -132,6 +135,32 @@ func TestADeadlineEndsAPreparedStatementTheDatabaseNeverAnswers(t *testing.T) {
 	_, err := db.InsertEvent(ctx, newEvent("evt_prep3", "cus_prep", t0))
 	require.ErrorIs(t, err, store.ErrUnavailable)
 	require.Less(t, time.Since(start), 3*time.Second, "waited for lib/pq's cancel request")
+}
+
+// A cancel request to a database that never answers gives up after its
+// own timeout: lib/pq would wait 10 s for the server to close the
+// connection, and a prepared statement's call waits for its cancel request.
+// The test above catches a missing bound only when the cancel request wins
+// its race with the socket's deadline; this one always does.
+func TestACancelRequestToAHungDatabaseEndsAtItsTimeout(t *testing.T) {
+	t.Parallel()
+	rawURL, proxy := behindProxy(t)
+	u, err := url.Parse(rawURL)
+	require.NoError(t, err)
+	freeze(t, proxy)
+
+	start := time.Now()
+	nc, err := store.DialCancel(context.Background(), "tcp", u.Host)
+	require.NoError(t, err, "the proxy accepts while frozen")
+	defer func() { _ = nc.Close() }()
+	request := binary.BigEndian.AppendUint32(nil, 16)
+	request = binary.BigEndian.AppendUint32(request, 80877102) // CancelRequest
+	request = binary.BigEndian.AppendUint64(request, 0)        // no such backend
+	_, err = nc.Write(request)
+	require.NoError(t, err)
+	_, err = nc.Read(make([]byte, 1))
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "the server closed the connection only after the thaw")
+	require.Less(t, time.Since(start), 3*time.Second)
 }
 
 // Connecting ends at the deadline too: lib/pq bounds only the dial by it,
