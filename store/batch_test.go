@@ -212,6 +212,14 @@ func TestProcessDueProcessesWhatItReleases(t *testing.T) {
 	})
 }
 
+// updates returns how many rows of the test's webhook_events the backend
+// has updated so far. On PostgreSQL 15 the count includes earlier
+// transactions' not yet reported, so only a difference within the
+// transaction tells.
+func updates(ctx context.Context, tx *store.Tx) (n int, err error) {
+	return n, tx.SQLX().GetContext(ctx, &n, `SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relid = 'webhook_events'::regclass`)
+}
+
 // deferredThenCustomer stores the events first and second of customer cus,
 // deferred on it, then the customer.created event created, due after them.
 func deferredThenCustomer(t *testing.T, db *store.DB, cus, first, second, created string) {
@@ -238,12 +246,6 @@ func TestProcessDueWritesWhatItReleasesOnce(t *testing.T) {
 	ctx := context.Background()
 	deferredThenCustomer(t, db, "cus_o", "evt_o1", "evt_o2", "evt_oc")
 
-	// Rows of webhook_events updated by the backend so far. On PostgreSQL 15
-	// the count includes earlier transactions' not yet reported, so only a
-	// difference within the transaction tells.
-	updates := func(ctx context.Context, tx *store.Tx) (n int, err error) {
-		return n, tx.SQLX().GetContext(ctx, &n, `SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'webhook_events'`)
-	}
 	var before, after int
 	_, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 16, Now: t0.Add(time.Second), Lease: time.Minute}, func(ctx context.Context, tx *store.Tx) (err error) {
 		switch tx.Event().ID {
@@ -309,6 +311,63 @@ func TestProcessDueWritesTheReleaseOfWhatItDoesNotFinish(t *testing.T) {
 	require.NotNil(t, u2.ReleasedAt, "released_at stamped before the commit")
 	require.True(t, u2.ReleasedAt.Equal(released))
 	require.True(t, u2.NextAttemptAt.Equal(u2.ReceivedAt), "due from its receipt")
+}
+
+// On PostgreSQL a batch writes the events it defers with its other
+// transitions, in one statement at its commit, not one each; a Flush, for a
+// registered handler, writes them at once.
+func TestProcessDueWritesItsDeferralsTogether(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	insertAll(t, db, newEvent("evt_d1", "cus_d", t0), newEvent("evt_d2", "cus_d", t0.Add(time.Millisecond)),
+		newEvent("evt_d3", "cus_d", t0.Add(2*time.Millisecond)), newEvent("evt_d4", "cus_d", t0.Add(3*time.Millisecond)))
+
+	status := func(ctx context.Context, tx *store.Tx, id string) (s string, err error) {
+		return s, tx.SQLX().GetContext(ctx, &s, `SELECT status FROM webhook_events WHERE event_id = $1`, id)
+	}
+	deadline := t0.Add(72 * time.Hour)
+	var before, held int
+	var flushed string
+	_, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 16, Now: t0.Add(time.Second), Lease: time.Minute}, func(ctx context.Context, tx *store.Tx) (err error) {
+		switch tx.Event().ID {
+		case "evt_d1":
+			if before, err = updates(ctx, tx); err != nil {
+				return err
+			}
+		case "evt_d3":
+			if held, err = updates(ctx, tx); err != nil {
+				return err
+			}
+		case "evt_d4":
+			if err := tx.Flush(ctx); err != nil {
+				return err
+			}
+			if flushed, err = status(ctx, tx, "evt_d3"); err != nil {
+				return err
+			}
+		}
+		return tx.MarkDeferred(ctx, "customer:cus_d", deadline)
+	})
+	require.NoError(t, err)
+	require.Equal(t, 0, held-before, "two deferrals held, not written")
+	require.Equal(t, "deferred", flushed, "Flush writes the deferrals held")
+	for _, id := range []string{"evt_d1", "evt_d2", "evt_d3", "evt_d4"} {
+		ev, err := db.Event(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, store.StatusDeferred, ev.Status, id)
+		require.Equal(t, "customer:cus_d", ev.WaitingFor, id)
+		require.True(t, ev.NextAttemptAt.Equal(deadline), "%s: due at its deadline, %s", id, ev.NextAttemptAt)
+		require.Zero(t, ev.Attempts, "%s: a deferral counts no attempt", id)
+		require.Nil(t, ev.AppliedAt, id)
+		require.Empty(t, ev.LeaseOwner, id)
+		attempts, err := db.Attempts(ctx, id)
+		require.NoError(t, err)
+		require.Len(t, attempts, 1, id)
+		require.Equal(t, store.OutcomeDeferred, attempts[0].Outcome, id)
+		require.Equal(t, "customer:cus_d", attempts[0].Detail, id)
+		require.Equal(t, "w", attempts[0].Worker, id)
+	}
 }
 
 // An event deferred early in a batch and released later in it is processed

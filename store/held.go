@@ -14,18 +14,24 @@ import (
 // held gathers, on PostgreSQL, the writes of a processing transaction that
 // nothing in it reads back from the database, to send them in one statement
 // just before it commits: one round trip per batch instead of one or two per
-// event. They are the final transitions (applied, ignored) with their
+// event. They are the transitions (applied, ignored, deferred) with their
 // history rows, the mirror rows, which the transaction reads from its
 // mirrorCache, and the wake-up of the other replicas. A release looks for
-// deferred rows, which are written at once, except that the release of an
-// event the transaction processes itself is written with its transition.
+// deferred rows, which it reads from the database: the deferrals held so far
+// are written first (writeDeferrals). The release of an event the
+// transaction processes itself is written with its transition.
 type held struct {
 	ids, statuses, outcomes, details []string
 	attempts                         []int64
 	released                         []bool // the event's release is written with its transition
+	// waitingFor and until are a deferred event's dependency and deadline,
+	// "" and nil for the other transitions.
+	waitingFor []string
+	until      []*time.Time
+	deferrals  int // deferred transitions among those held
 	// unwritten holds the events released in the transaction whose rows
 	// still read deferred: each is written with its transition, or by
-	// writeReleased before anything else writes it.
+	// writeUnwritten before the commit.
 	unwritten map[string]bool
 	notify    bool // wake every replica's workers at commit
 	// bitmapOff records that the claim turned bitmap scans off for the
@@ -33,20 +39,55 @@ type held struct {
 	bitmapOff bool
 }
 
-func newHeld() *held { return &held{unwritten: make(map[string]bool)} }
-
-func (h *held) finish(id string, status Status, outcome string, attempt int, detail string) {
-	h.released = append(h.released, h.unwritten[id])
-	delete(h.unwritten, id)
-	h.ids = append(h.ids, id)
-	h.statuses = append(h.statuses, string(status))
-	h.outcomes = append(h.outcomes, outcome)
-	h.attempts = append(h.attempts, int64(attempt))
-	h.details = append(h.details, detail)
+// transition is an event's held status change and its history row.
+type transition struct {
+	id      string
+	status  Status
+	outcome string
+	attempt int
+	detail  string
+	// waitingFor and until are set for a deferral.
+	waitingFor string
+	until      *time.Time
 }
 
-// Flush writes the mirror rows and releases the transaction holds back
-// (PostgreSQL) and gives the planner back its defaults, so that a
+func newHeld() *held { return &held{unwritten: make(map[string]bool)} }
+
+// add holds t, with the release of its event when the transaction
+// released it and has not written that yet.
+func (h *held) add(t transition) {
+	h.released = append(h.released, h.unwritten[t.id])
+	delete(h.unwritten, t.id)
+	h.ids = append(h.ids, t.id)
+	h.statuses = append(h.statuses, string(t.status))
+	h.outcomes = append(h.outcomes, t.outcome)
+	h.attempts = append(h.attempts, int64(t.attempt))
+	h.details = append(h.details, t.detail)
+	h.waitingFor = append(h.waitingFor, t.waitingFor)
+	h.until = append(h.until, t.until)
+	if t.until != nil {
+		h.deferrals++
+	}
+}
+
+// writeDeferrals writes, when deferrals are among them, the transitions
+// and mirror rows held so far, so that the transaction's next statements
+// read those events deferred: a release must find them.
+func (h *held) writeDeferrals(ctx context.Context, tx *Tx) error {
+	if h.deferrals == 0 {
+		return nil
+	}
+	if err := writeHeld(ctx, tx.db, tx.tx, h, tx.mirror, tx.worker, tx.now); err != nil {
+		return err
+	}
+	h.ids, h.statuses, h.outcomes, h.details = nil, nil, nil, nil
+	h.attempts, h.released, h.waitingFor, h.until, h.deferrals = nil, nil, nil, nil, 0
+	return nil
+}
+
+// Flush writes the mirror rows, releases and deferrals the transaction
+// holds back (PostgreSQL; with a deferral, every transition held so far)
+// and gives the planner back its defaults, so that a
 // registered handler's statements, run through SQLX, see the mirror and
 // the inbox as applied so far and are planned as anywhere else. The worker
 // calls it before every handler.
@@ -63,6 +104,9 @@ func (tx *Tx) Flush(ctx context.Context) error {
 	}
 	if err := h.writeUnwritten(ctx, tx.db, tx.tx, tx.now); err != nil {
 		return err
+	}
+	if h.deferrals > 0 {
+		return h.writeDeferrals(ctx, tx)
 	}
 	return writeHeld(ctx, tx.db, tx.tx, newHeld(), tx.mirror, tx.worker, tx.now)
 }
@@ -89,17 +133,6 @@ func (h *held) writeUnwritten(ctx context.Context, db *DB, tx *sqlx.Tx, released
 	return nil
 }
 
-// writeReleased writes the release of id, if it is unwritten, before the
-// transaction writes its row otherwise. A nil held (SQLite) writes
-// releases at once.
-func (h *held) writeReleased(ctx context.Context, tx *Tx, id string) error {
-	if h == nil || !h.unwritten[id] {
-		return nil
-	}
-	delete(h.unwritten, id)
-	return writeReleased(ctx, tx.db, tx.tx, []string{id}, tx.now)
-}
-
 // writeHeld writes the transitions and notification of h and the mirror
 // rows held in mirror, which it then marks written.
 func writeHeld(ctx context.Context, db *DB, tx *sqlx.Tx, h *held, mirror *mirrorCache, worker string, now time.Time) error {
@@ -110,7 +143,7 @@ func writeHeld(ctx context.Context, db *DB, tx *sqlx.Tx, h *held, mirror *mirror
 	}
 	args := slices.Concat(c.args(), s.args(), i.args(), []any{
 		pq.Array(h.ids), pq.Array(h.statuses), pq.Array(h.outcomes), pq.Array(h.attempts), pq.Array(h.details),
-		now, nullable(worker), h.notify, notifyChannel, pq.Array(h.released),
+		now, nullable(worker), h.notify, notifyChannel, pq.Array(h.released), pq.Array(h.waitingFor), pq.GenericArray{A: h.until},
 	})
 	var n struct {
 		Mirror   int  `db:"mirror"`
@@ -128,10 +161,10 @@ func writeHeld(ctx context.Context, db *DB, tx *sqlx.Tx, h *held, mirror *mirror
 	return nil
 }
 
-// writeHeldQuery upserts the held mirror rows ($1–$29), marks the finished
-// events ($30–$34; released in the transaction, $39: their release too) and
-// records their history, at $35 by worker $36, and notifies channel $38
-// when $37.
+// writeHeldQuery upserts the held mirror rows ($1–$29), writes the held
+// transitions ($30–$34; released in the transaction, $39: their release
+// too; deferred, $40 and $41: on what and until when) and records their
+// history, at $35 by worker $36, and notifies channel $38 when $37.
 const writeHeldQuery = `
 	WITH customers AS (
 		INSERT INTO stripe_customers (id, email, name, deleted, livemode, last_event_id, last_event_type, last_event_created, updated_at)
@@ -168,13 +201,16 @@ const writeHeldQuery = `
 			updated_at = excluded.updated_at
 		RETURNING 1
 	), v AS (
-		SELECT * FROM unnest($30::text[], $31::text[], $32::text[], $33::bigint[], $34::text[], $39::boolean[])
-			AS v(event_id, status, outcome, attempt, detail, released)
+		SELECT * FROM unnest($30::text[], $31::text[], $32::text[], $33::bigint[], $34::text[], $39::boolean[],
+			$40::text[], $41::timestamptz[])
+			AS v(event_id, status, outcome, attempt, detail, released, waiting_for, until)
 	), updated AS (
-		UPDATE webhook_events e SET status = v.status, attempts = v.attempt, applied_at = $35, waiting_for = NULL,
-			lease_owner = NULL, lease_expires_at = NULL,
+		UPDATE webhook_events e SET status = v.status, attempts = v.attempt,
+			applied_at = CASE WHEN v.until IS NULL THEN $35 ELSE e.applied_at END,
+			waiting_for = NULLIF(v.waiting_for, ''), lease_owner = NULL, lease_expires_at = NULL,
 			released_at = CASE WHEN v.released THEN $35 ELSE e.released_at END,
-			next_attempt_at = CASE WHEN v.released THEN e.received_at ELSE e.next_attempt_at END
+			next_attempt_at = CASE WHEN v.until IS NOT NULL THEN v.until
+				WHEN v.released THEN e.received_at ELSE e.next_attempt_at END
 		FROM v WHERE e.event_id = v.event_id
 		RETURNING e.event_id
 	), recorded AS (

@@ -311,9 +311,14 @@ func (tx *Tx) MarkIgnored(ctx context.Context) error {
 
 // MarkDeferred parks the event until the dependency waitingFor (for example
 // "customer:cus_123") is released, or until deadline, when it becomes dead.
+// On PostgreSQL it is written with the transaction's other transitions,
+// before a Release or Flush if one comes first.
 func (tx *Tx) MarkDeferred(ctx context.Context, waitingFor string, deadline time.Time) error {
-	if err := tx.held.writeReleased(ctx, tx, tx.event.ID); err != nil {
-		return fmt.Errorf("defer %s: %w", tx.event.ID, translate(err))
+	if tx.held != nil {
+		until := ts(deadline)
+		tx.held.add(transition{id: tx.event.ID, status: StatusDeferred, outcome: OutcomeDeferred,
+			attempt: tx.event.Attempts, detail: waitingFor, waitingFor: waitingFor, until: &until})
+		return nil
 	}
 	return tx.updateAndRecord(ctx, "defer", `
 		UPDATE webhook_events SET status = 'deferred', waiting_for = $2, next_attempt_at = $3,
@@ -328,7 +333,7 @@ func (tx *Tx) finish(ctx context.Context, status Status, outcome string, detail 
 		attempt++
 	}
 	if tx.held != nil {
-		tx.held.finish(tx.event.ID, status, outcome, attempt, detail)
+		tx.held.add(transition{id: tx.event.ID, status: status, outcome: outcome, attempt: attempt, detail: detail})
 		return nil
 	}
 	return tx.updateAndRecord(ctx, "mark "+string(status), `
@@ -371,6 +376,9 @@ func (tx *Tx) Release(ctx context.Context, dependency string) ([]Released, error
 	var events []Event
 	var err error
 	if tx.held != nil {
+		if err := tx.held.writeDeferrals(ctx, tx); err != nil {
+			return nil, fmt.Errorf("release %s: %w", dependency, err)
+		}
 		events, err = tx.releaseHeld(ctx, dependency, detail)
 	} else {
 		events, err = tx.releaseThenRecord(ctx, dependency, detail)
