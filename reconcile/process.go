@@ -32,7 +32,8 @@ func (w *Worker) processBatch(ctx context.Context, name string, part partition) 
 	runs := make(map[string][]outcome, w.cfg.BatchSize)
 	batch, err = w.store.ProcessDue(ctx, store.ClaimParams{
 		Worker: name, Limit: w.cfg.BatchSize, Now: start, Lease: w.cfg.Lease,
-		First: w.rules.createsCustomer, Alongside: w.rules.customerTypes, Partition: part.index, Partitions: part.count,
+		First: w.rules.createsCustomer, Alongside: w.rules.customerTypes, Releases: w.rules.releases,
+		Partition: part.index, Partitions: part.count,
 	}, func(ctx context.Context, tx *store.Tx) error {
 		tr, released, err := w.apply(ctx, tx, start)
 		if err != nil && !errors.Is(err, store.ErrUnavailable) {
@@ -140,7 +141,7 @@ func (w *Worker) apply(ctx context.Context, tx *store.Tx, now time.Time) (Transi
 	if !creates || existed {
 		return tr, nil, nil
 	}
-	released, err := tx.Release(ctx, customerDependency(ev.CustomerID))
+	released, err := tx.Release(ctx, w.rules.releases(ev))
 	tr.Released = len(released)
 	return tr, released, err
 }

@@ -42,6 +42,15 @@ func (r rules) createsCustomer(ev store.Event) bool {
 	return ev.CustomerID != "" && r.customerEvents[ev.Type]
 }
 
+// releases returns the dependency that applying ev may release, or "":
+// its customer's, when it creates the customer.
+func (r rules) releases(ev store.Event) string {
+	if !r.createsCustomer(ev) {
+		return ""
+	}
+	return customerDependency(ev.CustomerID)
+}
+
 // dependency returns what ev waits for before it can be applied, or "".
 func (r rules) dependency(ev store.Event) string {
 	if ev.CustomerID == "" || r.createsCustomer(ev) {

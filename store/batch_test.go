@@ -198,13 +198,7 @@ func TestProcessDueProcessesWhatItReleases(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, store.StatusApplied, ev.Status)
 			require.True(t, ev.ReleasedAt.Equal(t0.Add(time.Second)), "released_at stamped")
-			attempts, err := db.Attempts(ctx, id)
-			require.NoError(t, err)
-			var outcomes []string
-			for _, a := range attempts {
-				outcomes = append(outcomes, a.Outcome)
-			}
-			require.Equal(t, []string{"deferred", "released", "applied"}, outcomes)
+			requireOutcomes(t, db, []string{"deferred", "released", "applied"}, id)
 		}
 		ev, err := db.Event(ctx, "evt_z")
 		require.NoError(t, err)
@@ -370,6 +364,131 @@ func TestProcessDueWritesItsDeferralsTogether(t *testing.T) {
 	}
 }
 
+// createsCustomer picks the test's customer.created events, which a batch
+// applies first and whose customer they release.
+func createsCustomer(ev store.Event) bool { return ev.Type == "customer.created" }
+
+// releasesCustomer names the dependency a customer.created event releases.
+func releasesCustomer(ev store.Event) string {
+	if !createsCustomer(ev) {
+		return ""
+	}
+	return "customer:" + ev.CustomerID
+}
+
+// applyOrDefer applies a customer.created event, creating and releasing its
+// customer, and any other event whose customer exists; it defers the rest
+// on their customer.
+func applyOrDefer(ctx context.Context, tx *store.Tx) error {
+	ev := tx.Event()
+	if createsCustomer(ev) {
+		if err := tx.EnsureCustomer(ctx, ev.CustomerID); err != nil {
+			return err
+		}
+		if err := tx.MarkApplied(ctx, ""); err != nil {
+			return err
+		}
+		_, err := tx.Release(ctx, releasesCustomer(ev))
+		return err
+	}
+	if ok, err := tx.CustomerExists(ctx, ev.CustomerID); err != nil || ok {
+		return errors.Join(err, tx.MarkApplied(ctx, ""))
+	}
+	return tx.MarkDeferred(ctx, "customer:"+ev.CustomerID, t0.Add(time.Hour))
+}
+
+// requireOutcomes checks the history of each event id.
+func requireOutcomes(t *testing.T, db *store.DB, want []string, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		attempts, err := db.Attempts(context.Background(), id)
+		require.NoError(t, err)
+		var outcomes []string
+		for _, a := range attempts {
+			outcomes = append(outcomes, a.Outcome)
+		}
+		require.Equal(t, want, outcomes, id)
+	}
+}
+
+// On PostgreSQL a batch given ClaimParams.Releases reads the events
+// deferred on all its customers at its first Release, in one statement,
+// and serves the others from it.
+func TestProcessDueReadsItsReleasesOnce(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	for _, c := range []string{"p1", "p2", "p3"} {
+		deferredThenCustomer(t, db, "cus_"+c, "evt_"+c+"a", "evt_"+c+"b", "evt_"+c+"c")
+	}
+	// Index scans of the test's webhook_events in the transaction so far.
+	scans := func(ctx context.Context, tx *store.Tx) (n int, err error) {
+		return n, tx.SQLX().GetContext(ctx, &n, `SELECT idx_scan FROM pg_stat_xact_user_tables WHERE relid = 'webhook_events'::regclass`)
+	}
+	var before, after, released int
+	_, err := db.ProcessDue(ctx, store.ClaimParams{
+		Worker: "w", Limit: 16, Now: t0.Add(time.Second), Lease: time.Minute,
+		First: createsCustomer, Releases: releasesCustomer,
+	}, func(ctx context.Context, tx *store.Tx) (err error) {
+		ev := tx.Event()
+		if !createsCustomer(ev) {
+			return tx.MarkApplied(ctx, "")
+		}
+		if released == 0 {
+			if before, err = scans(ctx, tx); err != nil {
+				return err
+			}
+		}
+		if err := errors.Join(tx.EnsureCustomer(ctx, ev.CustomerID), tx.MarkApplied(ctx, "")); err != nil {
+			return err
+		}
+		r, err := tx.Release(ctx, releasesCustomer(ev))
+		released += len(r)
+		if err != nil {
+			return err
+		}
+		after, err = scans(ctx, tx)
+		return err
+	})
+	require.NoError(t, err)
+	require.Equal(t, 6, released)
+	require.Equal(t, 1, after-before, "three releases, one read")
+	for _, id := range []string{"evt_p1a", "evt_p1b", "evt_p2a", "evt_p2b", "evt_p3a", "evt_p3b"} {
+		ev, err := db.Event(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, store.StatusApplied, ev.Status, id)
+		require.True(t, ev.ReleasedAt.Equal(t0.Add(time.Second)), "%s: released_at stamped", id)
+		requireOutcomes(t, db, []string{"deferred", "released", "applied"}, id)
+	}
+}
+
+// An event a batch defers after its first Release is found by a later
+// Release: the events deferred that the batch read at the first one do not
+// include it.
+func TestProcessDueReleasesWhatItDeferredAfterItsFirstRelease(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		a, b := newEvent("evt_ra", "cus_ra", t0), newEvent("evt_rb", "cus_rb", t0.Add(2*time.Millisecond))
+		a.Type, b.Type = "customer.created", "customer.created"
+		insertAll(t, db, a, newEvent("evt_re", "cus_rb", t0.Add(time.Millisecond)), b)
+
+		var seen []string
+		_, err := db.ProcessDue(ctx, store.ClaimParams{
+			Worker: "w", Limit: 16, Now: t0.Add(time.Second), Lease: time.Minute, Releases: releasesCustomer,
+		}, func(ctx context.Context, tx *store.Tx) error {
+			seen = append(seen, tx.Event().ID)
+			return applyOrDefer(ctx, tx)
+		})
+		require.NoError(t, err)
+		require.Equal(t, []string{"evt_ra", "evt_re", "evt_rb", "evt_re"}, seen)
+		ev, err := db.Event(ctx, "evt_re")
+		require.NoError(t, err)
+		require.Equal(t, store.StatusApplied, ev.Status)
+		requireOutcomes(t, db, []string{"deferred", "released", "applied"}, "evt_re")
+	})
+}
+
 // An event deferred early in a batch and released later in it is processed
 // again in the same transaction, and listed twice.
 func TestProcessDueAppliesWhatItDeferredAndReleased(t *testing.T) {
@@ -382,22 +501,8 @@ func TestProcessDueAppliesWhatItDeferredAndReleased(t *testing.T) {
 
 		var seen []string
 		batch, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 16, Now: t0.Add(time.Second), Lease: time.Minute}, func(ctx context.Context, tx *store.Tx) error {
-			ev := tx.Event()
-			seen = append(seen, ev.ID)
-			if ev.Type == "customer.created" {
-				if err := tx.EnsureCustomer(ctx, ev.CustomerID); err != nil {
-					return err
-				}
-				if err := tx.MarkApplied(ctx, ""); err != nil {
-					return err
-				}
-				_, err := tx.Release(ctx, "customer:cus_e")
-				return err
-			}
-			if ok, err := tx.CustomerExists(ctx, ev.CustomerID); err != nil || ok {
-				return errors.Join(err, tx.MarkApplied(ctx, ""))
-			}
-			return tx.MarkDeferred(ctx, "customer:cus_e", t0.Add(time.Hour))
+			seen = append(seen, tx.Event().ID)
+			return applyOrDefer(ctx, tx)
 		})
 		require.NoError(t, err)
 		require.Equal(t, []string{"evt_e", "evt_x", "evt_e"}, seen)
@@ -405,12 +510,6 @@ func TestProcessDueAppliesWhatItDeferredAndReleased(t *testing.T) {
 		ev, err := db.Event(ctx, "evt_e")
 		require.NoError(t, err)
 		require.Equal(t, store.StatusApplied, ev.Status)
-		attempts, err := db.Attempts(ctx, "evt_e")
-		require.NoError(t, err)
-		var outcomes []string
-		for _, a := range attempts {
-			outcomes = append(outcomes, a.Outcome)
-		}
-		require.Equal(t, []string{"deferred", "released", "applied"}, outcomes)
+		requireOutcomes(t, db, []string{"deferred", "released", "applied"}, "evt_e")
 	})
 }

@@ -90,6 +90,14 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 		if len(busy) > 0 {
 			busy, err = db.lease(ctx, tx, busy, p.Worker, p.Now, until)
 		}
+		if h != nil && p.Releases != nil {
+			h.deps = make(map[string]bool)
+			for _, ev := range todo {
+				if dep := p.Releases(ev); dep != "" {
+					h.deps[dep] = true
+				}
+			}
+		}
 		if p.First != nil {
 			slices.SortStableFunc(todo, func(a, b Event) int {
 				switch fa, fb := p.First(a), p.First(b); {

@@ -26,11 +26,14 @@ var (
 	ErrConflict = errors.New("conflicting state")
 )
 
-// translate maps driver errors to the package's sentinels, keeping the cause.
+// translate maps driver errors to the package's sentinels, keeping the
+// cause; an error already mapped is returned as it is.
 func translate(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrUnavailable):
+		return err // translated already
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
 	case isUnavailable(err):

@@ -28,7 +28,17 @@ type held struct {
 	// "" and nil for the other transitions.
 	waitingFor []string
 	until      []*time.Time
-	deferrals  int // deferred transitions among those held
+	deferrals  int  // deferred transitions among those held
+	deferred   bool // the transaction has deferred an event
+	// deps are the dependencies the batch may release
+	// (ClaimParams.Releases); prefetched holds, once the first Release has
+	// read them (deferredOn), the locked events deferred on those not
+	// released yet.
+	deps       map[string]bool
+	prefetched map[string][]Event
+	// releasedRows are the released attempts of the transaction's
+	// releases, written before its transitions.
+	releasedRows []attemptRow
 	// unwritten holds the events released in the transaction whose rows
 	// still read deferred: each is written with its transition, or by
 	// writeUnwritten before the commit.
@@ -67,6 +77,7 @@ func (h *held) add(t transition) {
 	h.until = append(h.until, t.until)
 	if t.until != nil {
 		h.deferrals++
+		h.deferred = true
 	}
 }
 
@@ -105,6 +116,9 @@ func (tx *Tx) Flush(ctx context.Context) error {
 	if err := h.writeUnwritten(ctx, tx.db, tx.tx, tx.now); err != nil {
 		return err
 	}
+	if err := h.writeReleasedRows(ctx, tx.db, tx.tx, tx.worker, tx.now); err != nil {
+		return err
+	}
 	if h.deferrals > 0 {
 		return h.writeDeferrals(ctx, tx)
 	}
@@ -133,9 +147,32 @@ func (h *held) writeUnwritten(ctx context.Context, db *DB, tx *sqlx.Tx, released
 	return nil
 }
 
+// writeReleasedRows writes the released attempts h holds, at now by
+// worker: before the transitions, which may be the same events' next.
+func (h *held) writeReleasedRows(ctx context.Context, db *DB, tx *sqlx.Tx, worker string, now time.Time) error {
+	if len(h.releasedRows) == 0 {
+		return nil
+	}
+	ids, attempts, details := make([]string, len(h.releasedRows)), make([]int64, len(h.releasedRows)), make([]string, len(h.releasedRows))
+	for i, a := range h.releasedRows {
+		ids[i], attempts[i], details[i] = a.eventID, int64(a.attempt), a.detail
+	}
+	if _, err := db.txExec(ctx, tx, `
+		INSERT INTO event_attempts (event_id, at, outcome, attempt, worker, detail)
+		SELECT event_id, $4, $5, attempt, $6, detail FROM unnest($1::text[], $2::bigint[], $3::text[]) AS r(event_id, attempt, detail)`,
+		pq.Array(ids), pq.Array(attempts), pq.Array(details), now, OutcomeReleased, nullable(worker)); err != nil {
+		return fmt.Errorf("record %d released attempts: %w", len(ids), translate(err))
+	}
+	h.releasedRows = nil
+	return nil
+}
+
 // writeHeld writes the transitions and notification of h and the mirror
 // rows held in mirror, which it then marks written.
 func writeHeld(ctx context.Context, db *DB, tx *sqlx.Tx, h *held, mirror *mirrorCache, worker string, now time.Time) error {
+	if err := h.writeReleasedRows(ctx, db, tx, worker, now); err != nil {
+		return err
+	}
 	c, s, i := heldCustomers(mirror), heldSubscriptions(mirror), heldInvoices(mirror)
 	rows := len(c.ids) + len(s.ids) + len(i.ids)
 	if len(h.ids) == 0 && rows == 0 && !h.notify {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -38,6 +39,13 @@ type ClaimParams struct {
 	// holds the customer too and, with First, applies it before them,
 	// instead of deferring them until a later batch reaches the customer.
 	Alongside []string
+	// Releases, when set, names the dependency that processing an event
+	// may release ("" for none). On PostgreSQL a batch then reads, at its
+	// first Release, the events deferred on every dependency its events
+	// name, in one statement, and serves its Releases from them instead of
+	// reading each. The worker names the customer of each event that
+	// creates one.
+	Releases func(Event) string
 	// Partition and Partitions, on PostgreSQL, restrict the due rows to the
 	// customers (or, without one, the events) that hash into Partition of
 	// Partitions, so that the worker loops of one process never claim the
@@ -376,9 +384,6 @@ func (tx *Tx) Release(ctx context.Context, dependency string) ([]Released, error
 	var events []Event
 	var err error
 	if tx.held != nil {
-		if err := tx.held.writeDeferrals(ctx, tx); err != nil {
-			return nil, fmt.Errorf("release %s: %w", dependency, err)
-		}
 		events, err = tx.releaseHeld(ctx, dependency, detail)
 	} else {
 		events, err = tx.releaseThenRecord(ctx, dependency, detail)
@@ -420,35 +425,63 @@ func (tx *Tx) releaseThenRecord(ctx context.Context, dependency, detail string) 
 	return events, nil
 }
 
-// releaseHeld releases on PostgreSQL, in one statement: it locks the events
-// deferred on dependency and records their released attempts. The row of
-// an event that the transaction processes itself is written once, with its
-// transition, just before the commit (held); writing it released first
-// would update the row, and every index on status and next_attempt_at,
-// twice. The others it writes released at once.
+// releaseHeld releases on PostgreSQL: it locks the events deferred on
+// dependency, read with those of the batch's other dependencies
+// (ClaimParams.Releases) when it can, and holds their released attempts
+// until the transitions are written (writeHeld). The row of an event that
+// the transaction processes itself is written once, with its transition,
+// just before the commit (held); writing it released first would update
+// the row, and every index on status and next_attempt_at, twice. The
+// others it writes released at once.
 func (tx *Tx) releaseHeld(ctx context.Context, dependency, detail string) ([]Event, error) {
-	var events []Event
-	if err := tx.db.txSelect(ctx, tx.tx, &events, `WITH released AS (
-			SELECT `+eventColumns+` FROM webhook_events WHERE status = 'deferred' AND waiting_for = $1 FOR UPDATE
-		), recorded AS (
-			INSERT INTO event_attempts (event_id, at, outcome, attempt, worker, detail)
-			SELECT event_id, $2, $3, attempts, $4, $5 FROM released
-		)
-		SELECT * FROM released`, dependency, tx.now, OutcomeReleased, nullable(tx.worker), detail); err != nil {
+	h := tx.held
+	if err := h.writeDeferrals(ctx, tx); err != nil {
+		return nil, err
+	}
+	events, err := h.deferredOn(ctx, tx, dependency)
+	if err != nil {
 		return nil, err
 	}
 	var now []string
 	for i := range events {
 		ev := &events[i]
+		h.releasedRows = append(h.releasedRows, attemptRow{eventID: ev.ID, outcome: OutcomeReleased, attempt: ev.Attempts, detail: detail})
 		releasedAt := tx.now
 		ev.Status, ev.WaitingFor, ev.NextAttemptAt, ev.ReleasedAt = StatusPending, "", ev.ReceivedAt, &releasedAt
 		if tx.chains(*ev) {
-			tx.held.unwritten[ev.ID] = true
+			h.unwritten[ev.ID] = true
 			continue
 		}
 		now = append(now, ev.ID)
 	}
 	return events, writeReleased(ctx, tx.db, tx.tx, now, tx.now)
+}
+
+// deferredQuery locks and reads the events deferred on any of $1.
+const deferredQuery = `SELECT ` + eventColumns + ` FROM webhook_events WHERE status = 'deferred' AND waiting_for = ANY($1) FOR UPDATE`
+
+// deferredOn returns the events deferred on dependency, locked: from what
+// the batch read for all its dependencies, reading that at the first call,
+// unless the transaction has deferred an event, whose deferral the read
+// could miss.
+func (h *held) deferredOn(ctx context.Context, tx *Tx, dependency string) ([]Event, error) {
+	var events []Event
+	if h.deferred || !h.deps[dependency] {
+		return events, tx.db.txSelect(ctx, tx.tx, &events, deferredQuery, pq.Array([]string{dependency}))
+	}
+	if h.prefetched == nil {
+		if err := tx.db.txSelect(ctx, tx.tx, &events, deferredQuery, pq.Array(slices.Sorted(maps.Keys(h.deps)))); err != nil {
+			return nil, err
+		}
+		h.prefetched = make(map[string][]Event, len(h.deps))
+		for _, ev := range events {
+			h.prefetched[ev.WaitingFor] = append(h.prefetched[ev.WaitingFor], ev)
+		}
+	}
+	events = h.prefetched[dependency]
+	delete(h.prefetched, dependency)
+	delete(h.deps, dependency)
+	return events, nil
 }
 
 // writeReleased writes the events ids released at releasedAt, as
