@@ -88,7 +88,7 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 			}
 		}
 		if len(busy) > 0 {
-			busy, err = db.lease(ctx, tx, busy, p.Worker, p.Now, until)
+			busy, err = db.lease(ctx, tx, busy, p.Worker, p.Now, until, 0)
 		}
 		if h != nil && p.Releases != nil {
 			h.deps = make(map[string]bool)
@@ -126,14 +126,9 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 	}
 	// fn failed: lease what it rolled back, for the caller to go through,
 	// even when ctx has ended (fn may have failed because it did).
-	var leased []Event
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackLeaseTimeout)
 	defer cancel()
-	lerr := db.withTx(ctx, func(tx *sqlx.Tx) error {
-		var err error
-		leased, err = db.lease(ctx, tx, claimed, p.Worker, p.Now, until)
-		return err
-	})
+	leased, lerr := db.leaseRolledBack(ctx, claimed, p.Worker, p.Now, until)
 	if lerr != nil {
 		return Batch{}, fmt.Errorf("%w (and leasing the batch again failed: %w)", err, lerr)
 	}
@@ -144,6 +139,37 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 // back: long enough for a database that answers, short enough that one that
 // stopped answering does not hold the caller.
 const rollbackLeaseTimeout = 5 * time.Second
+
+// rollbackLockWait bounds how long leasing a rolled back batch waits for
+// its rows while another transaction holds them: its own, when the
+// transaction ran out of its context and its connection was closed instead
+// of rolled back, until the database notices; or a claimer's, since.
+const rollbackLockWait = 500 * time.Millisecond
+
+// leaseRolledBack leases, as lease does, the events of a batch that rolled
+// back. On PostgreSQL it first waits for their rows, for at most
+// rollbackLockWait, and only then skips those still locked: skipped at
+// once, the rows of the batch's own transaction, not yet ended by the
+// database, would be left out.
+func (db *DB) leaseRolledBack(ctx context.Context, events []Event, worker string, now, until time.Time) ([]Event, error) {
+	var leased []Event
+	lease := func(wait time.Duration) error {
+		return db.withTx(ctx, func(tx *sqlx.Tx) error {
+			var err error
+			leased, err = db.lease(ctx, tx, events, worker, now, until, wait)
+			return err
+		})
+	}
+	err := lease(rollbackLockWait)
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) && pqErr.Code == lockNotAvailable {
+		err = lease(0)
+	}
+	return leased, err
+}
+
+// lockNotAvailable is PostgreSQL's error when lock_timeout passes.
+const lockNotAvailable = "55P03"
 
 // claimDue locks and reads, whole, up to p.Limit due pending events of p's
 // partition, oldest first, skipping the rows another transaction holds. On
@@ -225,10 +251,18 @@ type claimedRow struct {
 
 // lease leases those of events that are still due and pending, and not
 // locked by another transaction, to worker until until, and returns them in
-// the order of events, without their payload.
-func (db *DB) lease(ctx context.Context, tx *sqlx.Tx, events []Event, worker string, now, until time.Time) ([]Event, error) {
+// the order of events, without their payload. On PostgreSQL, with wait, it
+// waits for locked rows instead, and fails with lock_timeout after wait.
+func (db *DB) lease(ctx context.Context, tx *sqlx.Tx, events []Event, worker string, now, until time.Time, wait time.Duration) ([]Event, error) {
 	pick := `SELECT event_id FROM webhook_events WHERE status = 'pending' AND next_attempt_at <= ? AND event_id IN (?)`
-	if db.dialect == Postgres {
+	switch {
+	case db.dialect != Postgres:
+	case wait > 0:
+		if err := db.setLocal(ctx, tx, fmt.Sprintf("SET LOCAL lock_timeout = %d", wait.Milliseconds())); err != nil {
+			return nil, err
+		}
+		pick += ` FOR UPDATE`
+	default:
 		pick += ` FOR UPDATE SKIP LOCKED`
 	}
 	byID, err := db.rowsByID(ctx, tx, "lease", events, `UPDATE webhook_events SET lease_owner = ?, lease_expires_at = ?, next_attempt_at = ?

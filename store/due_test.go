@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/orderhook/orderhook/store"
@@ -137,6 +139,79 @@ func TestProcessDueLeasesTheBatchWhenAnEventFails(t *testing.T) {
 		require.Zero(t, again.Claimed, "another worker does not claim leased events")
 		require.NoError(t, db.Process(ctx, batch.Leased[0], "w", now, markApplied))
 	})
+}
+
+// Leasing a rolled back batch waits, briefly, for its rows while another
+// transaction holds them: the batch's own, when it ran out of its context and
+// its connection was closed before the database ended it, or, as here, one
+// that took them as the batch rolled back. Skipped at once, they would be
+// left out of Leased, and out of the attempt to process them alone.
+func TestProcessDueLeasesARolledBackBatchWhoseRowsAreStillLocked(t *testing.T) {
+	t.Parallel()
+	batch, err := rollBackWhileLocked(t, "cus_k1", 200*time.Millisecond)
+	require.ErrorIs(t, err, errBoom)
+	require.Equal(t, []string{"evt_k1", "evt_k2"}, ids(batch.Leased), "leased once the locker let go")
+}
+
+// Rows held past the wait are left out, as a claimer's would be, and the
+// caller gets fn's error alone, not the lock timeout: they are due again
+// once the holder lets go. (Which transaction takes the rows first as the
+// batch rolls back is the scheduler's: when the lease does, it leases them.)
+func TestProcessDueLeavesOutRowsLockedPastTheWait(t *testing.T) {
+	t.Parallel()
+	batch, err := rollBackWhileLocked(t, "cus_k2", 1500*time.Millisecond)
+	require.Equal(t, errBoom, err)
+	if len(batch.Leased) > 0 {
+		require.Equal(t, []string{"evt_k1", "evt_k2"}, ids(batch.Leased))
+	}
+}
+
+var errBoom = errors.New("boom")
+
+// rollBackWhileLocked fails a batch of two events of customer (advisory
+// locks are the server's: one per test) with errBoom while another
+// transaction queues for their rows, which it takes as the batch rolls back
+// and holds for hold.
+func rollBackWhileLocked(t *testing.T, customer string, hold time.Duration) (store.Batch, error) {
+	t.Helper()
+	rawURL := storetest.PostgresURL(t)
+	db := storetest.Open(t, rawURL)
+	ctx := context.Background()
+	insertAll(t, db, newEvent("evt_k1", customer, t0), newEvent("evt_k2", customer, t0.Add(time.Millisecond)))
+
+	other, err := sqlx.Connect("postgres", rawURL)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = other.Close() })
+	locker, err := other.Beginx()
+	require.NoError(t, err)
+	var pid int
+	require.NoError(t, locker.Get(&pid, `SELECT pg_backend_pid()`))
+	locked := make(chan error, 1)
+	t.Cleanup(func() {
+		select {
+		case err := <-locked:
+			require.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("the locker never let go")
+		}
+	})
+
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 16, Now: t0.Add(time.Second), Lease: time.Minute},
+		func(ctx context.Context, tx *store.Tx) error {
+			go func() {
+				_, err := locker.Exec(`SELECT event_id FROM webhook_events WHERE event_id IN ('evt_k1', 'evt_k2') FOR UPDATE`)
+				time.Sleep(hold)
+				locked <- errors.Join(err, locker.Rollback())
+			}()
+			for waiting := false; !waiting; {
+				if err := tx.SQLX().GetContext(ctx, &waiting, `SELECT count(*) > 0 FROM pg_locks WHERE pid = $1 AND NOT granted`, pid); err != nil {
+					return err
+				}
+			}
+			return errBoom
+		})
 }
 
 // A batch does not wait for a customer another transaction is processing: it
