@@ -210,8 +210,20 @@ func TestProcessDueProcessesWhatItReleases(t *testing.T) {
 // has updated so far. On PostgreSQL 15 the count includes earlier
 // transactions' not yet reported, so only a difference within the
 // transaction tells.
-func updates(ctx context.Context, tx *store.Tx) (n int, err error) {
-	return n, tx.SQLX().GetContext(ctx, &n, `SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relid = 'webhook_events'::regclass`)
+func updates(ctx context.Context, tx *store.Tx) (int, error) {
+	return eventsStat(ctx, tx, "n_tup_upd")
+}
+
+// scans returns, like updates, the index scans of the test's
+// webhook_events.
+func scans(ctx context.Context, tx *store.Tx) (int, error) {
+	return eventsStat(ctx, tx, "idx_scan")
+}
+
+// eventsStat reads a counter of pg_stat_xact_user_tables for the test
+// schema's webhook_events.
+func eventsStat(ctx context.Context, tx *store.Tx, column string) (n int, err error) {
+	return n, tx.SQLX().GetContext(ctx, &n, `SELECT `+column+` FROM pg_stat_xact_user_tables WHERE relid = 'webhook_events'::regclass`)
 }
 
 // deferredThenCustomer stores the events first and second of customer cus,
@@ -420,10 +432,6 @@ func TestProcessDueReadsItsReleasesOnce(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []string{"p1", "p2", "p3"} {
 		deferredThenCustomer(t, db, "cus_"+c, "evt_"+c+"a", "evt_"+c+"b", "evt_"+c+"c")
-	}
-	// Index scans of the test's webhook_events in the transaction so far.
-	scans := func(ctx context.Context, tx *store.Tx) (n int, err error) {
-		return n, tx.SQLX().GetContext(ctx, &n, `SELECT idx_scan FROM pg_stat_xact_user_tables WHERE relid = 'webhook_events'::regclass`)
 	}
 	var before, after, released int
 	_, err := db.ProcessDue(ctx, store.ClaimParams{

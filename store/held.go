@@ -21,15 +21,8 @@ import (
 // are written first (writeDeferrals). The release of an event the
 // transaction processes itself is written with its transition.
 type held struct {
-	ids, statuses, outcomes, details []string
-	attempts                         []int64
-	released                         []bool // the event's release is written with its transition
-	// waitingFor and until are a deferred event's dependency and deadline,
-	// "" and nil for the other transitions.
-	waitingFor []string
-	until      []*time.Time
-	deferrals  int  // deferred transitions among those held
-	deferred   bool // the transaction has deferred an event
+	heldTransitions
+	deferred bool // the transaction has deferred an event
 	// deps are the dependencies the batch may release
 	// (ClaimParams.Releases); prefetched holds, once the first Release has
 	// read them (deferredOn), the locked events deferred on those not
@@ -47,6 +40,19 @@ type held struct {
 	// bitmapOff records that the claim turned bitmap scans off for the
 	// transaction; Flush turns them back on for registered handlers.
 	bitmapOff bool
+}
+
+// heldTransitions are the transitions held and not written yet, one array
+// per column of writeHeldQuery.
+type heldTransitions struct {
+	ids, statuses, outcomes, details []string
+	attempts                         []int64
+	released                         []bool // the event's release is written with its transition
+	// waitingFor and until are a deferred event's dependency and deadline,
+	// "" and nil for the other transitions.
+	waitingFor []string
+	until      []*time.Time
+	deferrals  int // deferred transitions among them
 }
 
 // transition is an event's held status change and its history row.
@@ -91,8 +97,7 @@ func (h *held) writeDeferrals(ctx context.Context, tx *Tx) error {
 	if err := writeHeld(ctx, tx.db, tx.tx, h, tx.mirror, tx.worker, tx.now); err != nil {
 		return err
 	}
-	h.ids, h.statuses, h.outcomes, h.details = nil, nil, nil, nil
-	h.attempts, h.released, h.waitingFor, h.until, h.deferrals = nil, nil, nil, nil, 0
+	h.heldTransitions = heldTransitions{}
 	return nil
 }
 
