@@ -430,7 +430,7 @@ func TestProcessDueReadsItsReleasesOnce(t *testing.T) {
 	t.Parallel()
 	db := storetest.Postgres(t)
 	ctx := context.Background()
-	for _, c := range []string{"p1", "p2", "p3"} {
+	for _, c := range []string{"once1", "once2", "once3"} { // advisory locks are server-wide: ids no other test uses
 		deferredThenCustomer(t, db, "cus_"+c, "evt_"+c+"a", "evt_"+c+"b", "evt_"+c+"c")
 	}
 	var before, after, released int
@@ -461,7 +461,7 @@ func TestProcessDueReadsItsReleasesOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 6, released)
 	require.Equal(t, 1, after-before, "three releases, one read")
-	for _, id := range []string{"evt_p1a", "evt_p1b", "evt_p2a", "evt_p2b", "evt_p3a", "evt_p3b"} {
+	for _, id := range []string{"evt_once1a", "evt_once1b", "evt_once2a", "evt_once2b", "evt_once3a", "evt_once3b"} {
 		ev, err := db.Event(ctx, id)
 		require.NoError(t, err)
 		require.Equal(t, store.StatusApplied, ev.Status, id)
