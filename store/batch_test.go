@@ -521,3 +521,70 @@ func TestProcessDueAppliesWhatItDeferredAndReleased(t *testing.T) {
 		requireOutcomes(t, db, []string{"deferred", "released", "applied"}, "evt_e")
 	})
 }
+
+// A Release of a dependency already released in the batch releases only
+// what was deferred on it since: the events the first one released, which
+// read deferred in the database until the batch writes them, are not
+// released, and processed, a second time; neither while they wait in the
+// batch nor once processed.
+func TestProcessDueReleasesADependencyAgainWithoutItsReleasedEvents(t *testing.T) {
+	t.Parallel()
+	for i, tc := range []struct {
+		name     string
+		releases func(store.Event) string // ClaimParams.Releases
+		before   bool                     // the event is deferred by an earlier batch
+		// fromReleased releases again while processing the released
+		// event, rather than the creator.
+		fromReleased bool
+	}{
+		{name: "deferred in the batch, again by the creator"},
+		{name: "deferred in the batch, again by the released event", fromReleased: true},
+		{name: "deferred before, released from the batch's read, again by the creator", releases: releasesCustomer, before: true},
+		{name: "deferred before, released from the batch's read, again by the released event", releases: releasesCustomer, before: true, fromReleased: true},
+		{name: "deferred before, released from its own read, again by the creator", before: true},
+		{name: "deferred before, released from its own read, again by the released event", before: true, fromReleased: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			storetest.Each(t, func(t *testing.T, db *store.DB) {
+				ctx := context.Background()
+				customer := fmt.Sprintf("cus_twice_%d", i) // advisory locks are server-wide
+				dependent, creator := newEvent("evt_dep", customer, t0), newEvent("evt_cre", customer, t0.Add(time.Millisecond))
+				creator.Type = "customer.created"
+				params := store.ClaimParams{Worker: "w", Limit: 16, Now: t0.Add(time.Second), Lease: time.Minute, Releases: tc.releases}
+				insertAll(t, db, dependent)
+				if tc.before {
+					_, err := db.ProcessDue(ctx, params, applyOrDefer)
+					require.NoError(t, err)
+				}
+				insertAll(t, db, creator)
+
+				var seen []string
+				var again []store.Released
+				_, err := db.ProcessDue(ctx, params, func(ctx context.Context, tx *store.Tx) error {
+					ev := tx.Event()
+					seen = append(seen, ev.ID)
+					if len(seen) > 3 { // released again, it would release itself forever
+						return fmt.Errorf("processed %v", seen)
+					}
+					if err := applyOrDefer(ctx, tx); err != nil {
+						return err
+					}
+					if tc.fromReleased && ev.ReleasedAt == nil || !tc.fromReleased && !createsCustomer(ev) {
+						return nil
+					}
+					var err error
+					again, err = tx.Release(ctx, "customer:"+customer)
+					return err
+				})
+				require.NoError(t, err)
+				require.Empty(t, again)
+				want := []string{"evt_cre", "evt_dep"}
+				if !tc.before {
+					want = []string{"evt_dep", "evt_cre", "evt_dep"}
+				}
+				require.Equal(t, want, seen)
+				requireOutcomes(t, db, []string{"deferred", "released", "applied"}, "evt_dep")
+			})
+		})
+	}
+}

@@ -53,6 +53,9 @@ type heldTransitions struct {
 	waitingFor []string
 	until      []*time.Time
 	deferrals  int // deferred transitions among them
+	// releasedIDs are the events whose release is written with their
+	// transition: until then their rows read deferred.
+	releasedIDs map[string]bool
 }
 
 // transition is an event's held status change and its history row.
@@ -72,7 +75,14 @@ func newHeld() *held { return &held{unwritten: make(map[string]bool)} }
 // add holds t, with the release of its event when the transaction
 // released it and has not written that yet.
 func (h *held) add(t transition) {
-	h.released = append(h.released, h.unwritten[t.id])
+	released := h.unwritten[t.id]
+	if released {
+		if h.releasedIDs == nil {
+			h.releasedIDs = make(map[string]bool)
+		}
+		h.releasedIDs[t.id] = true
+	}
+	h.released = append(h.released, released)
 	delete(h.unwritten, t.id)
 	h.ids = append(h.ids, t.id)
 	h.statuses = append(h.statuses, string(t.status))
@@ -86,6 +96,10 @@ func (h *held) add(t transition) {
 		h.deferred = true
 	}
 }
+
+// releasedUnwritten reports whether the transaction released the event id
+// and has not written its row since: the row still reads deferred.
+func (h *held) releasedUnwritten(id string) bool { return h.unwritten[id] || h.releasedIDs[id] }
 
 // writeDeferrals writes, when deferrals are among them, the transitions
 // and mirror rows held so far, so that the transaction's next statements

@@ -432,7 +432,9 @@ func (tx *Tx) releaseThenRecord(ctx context.Context, dependency, detail string) 
 // the transaction processes itself is written once, with its transition,
 // just before the commit (held); writing it released first would update
 // the row, and every index on status and next_attempt_at, twice. The
-// others it writes released at once.
+// others it writes released at once. Until its row is written, an event
+// released in the transaction is left out of a later release of the same
+// dependency.
 func (tx *Tx) releaseHeld(ctx context.Context, dependency, detail string) ([]Event, error) {
 	h := tx.held
 	if err := h.writeDeferrals(ctx, tx); err != nil {
@@ -442,6 +444,8 @@ func (tx *Tx) releaseHeld(ctx context.Context, dependency, detail string) ([]Eve
 	if err != nil {
 		return nil, err
 	}
+	// Those an earlier Release of dependency released still read deferred.
+	events = slices.DeleteFunc(events, func(ev Event) bool { return h.releasedUnwritten(ev.ID) })
 	var now []string
 	for i := range events {
 		ev := &events[i]
