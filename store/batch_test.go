@@ -588,3 +588,44 @@ func TestProcessDueReleasesADependencyAgainWithoutItsReleasedEvents(t *testing.T
 		})
 	}
 }
+
+// On PostgreSQL the first Release of a batch given ClaimParams.Releases
+// reads the mirror rows of the events it releases along with them, as the
+// claim does for the claimed events, instead of one at a time as each is
+// processed: a row removed behind the transaction's back after the Release
+// is still what the released event reads.
+func TestProcessDueReadsTheMirrorOfWhatItReleasesWithIt(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	deferredThenCustomer(t, db, "cus_mirror", "evt_ma", "evt_mb", "evt_mc")
+	_, err := db.SQLX().Exec(`INSERT INTO stripe_invoices (id, customer_id, status, last_event_id, last_event_type, last_event_created, updated_at)
+		VALUES ('in_evt_ma', 'cus_mirror', 'open', 'evt_old', 'invoice.created', $1, $1)`, t0)
+	require.NoError(t, err)
+
+	var read []string
+	_, err = db.ProcessDue(ctx, store.ClaimParams{
+		Worker: "w", Limit: 16, Now: t0.Add(time.Second), Lease: time.Minute,
+		First: createsCustomer, Releases: releasesCustomer,
+	}, func(ctx context.Context, tx *store.Tx) error {
+		ev := tx.Event()
+		if createsCustomer(ev) {
+			return applyOrDefer(ctx, tx)
+		}
+		if _, err := tx.SQLX().ExecContext(ctx, `DELETE FROM stripe_invoices WHERE id = $1`, ev.ObjectID); err != nil {
+			return err
+		}
+		in, err := tx.Invoice(ctx, ev.ObjectID)
+		switch {
+		case err == nil:
+			read = append(read, ev.ID+": "+in.Status)
+		case errors.Is(err, store.ErrNotFound):
+			read = append(read, ev.ID+": none")
+		default:
+			return err
+		}
+		return tx.MarkApplied(ctx, "")
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"evt_ma: open", "evt_mb: none"}, read)
+}

@@ -71,10 +71,10 @@ func (c *mirrorCache) unwrittenIDs(kind rowKind) []string {
 // written records that every held row is now in the database.
 func (c *mirrorCache) written() { clear(c.unwritten) }
 
-// load reads the mirror rows of events' customers and objects, in three
-// statements, on PostgreSQL, where every statement is a round trip; the ids
-// it finds no row for are recorded as absent. On SQLite, in process, rows
-// are read as they are first needed.
+// load reads the mirror rows of events' customers and objects that the
+// cache does not know yet, in three statements, on PostgreSQL, where every
+// statement is a round trip; the ids it finds no row for are recorded as
+// absent. On SQLite, in process, rows are read as they are first needed.
 func (c *mirrorCache) load(ctx context.Context, db *DB, tx *sqlx.Tx, events []Event) error {
 	if db.dialect != Postgres {
 		return nil
@@ -112,6 +112,10 @@ func loadQuery(table, columns string) string {
 }
 
 func loadRows[T any](ctx context.Context, db *DB, tx *sqlx.Tx, into rows[T], ids []string, query string, id func(*T) string) error {
+	ids = slices.DeleteFunc(slices.Clone(ids), func(k string) bool {
+		_, known := into[k] // read, or held by the transaction
+		return known
+	})
 	if len(ids) == 0 {
 		return nil
 	}

@@ -465,9 +465,9 @@ func (tx *Tx) releaseHeld(ctx context.Context, dependency, detail string) ([]Eve
 const deferredQuery = `SELECT ` + eventColumns + ` FROM webhook_events WHERE status = 'deferred' AND waiting_for = ANY($1) FOR UPDATE`
 
 // deferredOn returns the events deferred on dependency, locked: from what
-// the batch read for all its dependencies, reading that at the first call,
-// unless the transaction has deferred an event, whose deferral the read
-// could miss.
+// the batch read for all its dependencies, reading that, and the mirror
+// rows of those events, at the first call, unless the transaction has
+// deferred an event, whose deferral the read could miss.
 func (h *held) deferredOn(ctx context.Context, tx *Tx, dependency string) ([]Event, error) {
 	var events []Event
 	if h.deferred || !h.deps[dependency] {
@@ -475,6 +475,10 @@ func (h *held) deferredOn(ctx context.Context, tx *Tx, dependency string) ([]Eve
 	}
 	if h.prefetched == nil {
 		if err := tx.db.txSelect(ctx, tx.tx, &events, deferredQuery, pq.Array(slices.Sorted(maps.Keys(h.deps)))); err != nil {
+			return nil, err
+		}
+		// The batch processes them: read their mirror rows with them.
+		if err := tx.mirror.load(ctx, tx.db, tx.tx, events); err != nil {
 			return nil, err
 		}
 		h.prefetched = make(map[string][]Event, len(h.deps))
