@@ -129,14 +129,14 @@ func TestProcessDueTakesTheCustomersAlong(t *testing.T) {
 		return ev
 	}
 	insertAll(t, db,
-		newEvent("evt_a1", "cus_a", t0.Add(1*time.Millisecond)),
-		newEvent("evt_a2", "cus_a", t0.Add(2*time.Millisecond)),
-		newEvent("evt_b1", "cus_b", t0.Add(3*time.Millisecond)),
-		typed("evt_ac", "cus_a", "customer.created", t0.Add(4*time.Millisecond)),
-		typed("evt_bc", "cus_b", "customer.created", t0.Add(5*time.Millisecond)),
-		newEvent("evt_a3", "cus_a", t0.Add(6*time.Millisecond)),
-		typed("evt_as", "cus_a", "customer.subscription.updated", t0.Add(7*time.Millisecond)),
-		typed("evt_au", "cus_a", "customer.updated", t0.Add(time.Hour)), // not due
+		newEvent("evt_a1", "cus_along_a", t0.Add(1*time.Millisecond)),
+		newEvent("evt_a2", "cus_along_a", t0.Add(2*time.Millisecond)),
+		newEvent("evt_b1", "cus_along_b", t0.Add(3*time.Millisecond)),
+		typed("evt_ac", "cus_along_a", "customer.created", t0.Add(4*time.Millisecond)),
+		typed("evt_bc", "cus_along_b", "customer.created", t0.Add(5*time.Millisecond)),
+		newEvent("evt_a3", "cus_along_a", t0.Add(6*time.Millisecond)),
+		typed("evt_as", "cus_along_a", "customer.subscription.updated", t0.Add(7*time.Millisecond)),
+		typed("evt_au", "cus_along_a", "customer.updated", t0.Add(time.Hour)), // not due
 	)
 	var seen []string
 	creates := func(ev store.Event) bool { return ev.Type == "customer.created" }

@@ -65,8 +65,8 @@ func TestProcessDueProcessesFirstWhatFirstPicks(t *testing.T) {
 			ev.Type = "customer.created"
 			return ev
 		}
-		insertAll(t, db, newEvent("evt_f1", "cus_fa", t0), customer("evt_f2", "cus_fb", t0.Add(time.Millisecond)),
-			customer("evt_f3", "cus_fa", t0.Add(2*time.Millisecond)), newEvent("evt_f4", "cus_fb", t0.Add(3*time.Millisecond)))
+		insertAll(t, db, newEvent("evt_f1", "cus_first_a", t0), customer("evt_f2", "cus_first_b", t0.Add(time.Millisecond)),
+			customer("evt_f3", "cus_first_a", t0.Add(2*time.Millisecond)), newEvent("evt_f4", "cus_first_b", t0.Add(3*time.Millisecond)))
 		batch, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 4, Now: t0.Add(time.Second), Lease: time.Minute,
 			First: func(ev store.Event) bool { return ev.Type == "customer.created" }}, markApplied)
 		require.NoError(t, err)
