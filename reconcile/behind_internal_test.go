@@ -34,7 +34,7 @@ func TestBehindNeedsAFullLateBatchAndCatchesUpAtHalf(t *testing.T) {
 		{"behind: under half the lag", true, batch(4, 4*time.Second), false},
 		{"behind: nothing due", true, batch(0, 0), false},
 	} {
-		require.Equal(t, tc.want, w.behind("w/0", tc.was, tc.batch), tc.name)
+		require.Equal(t, tc.want, w.behind("w/0", tc.was, tc.batch, 4), tc.name)
 	}
 
 	// In a loop's life: the count of loops behind follows it.
@@ -45,11 +45,11 @@ func TestBehindNeedsAFullLateBatchAndCatchesUpAtHalf(t *testing.T) {
 		batch store.Batch
 		count int32
 	}{{batch(4, 11*time.Second), 1}, {batch(2, 7*time.Second), 1}, {batch(4, 3*time.Second), 0}, {batch(4, 3*time.Second), 0}} {
-		behind = w.behind("w/0", behind, step.batch)
+		behind = w.behind("w/0", behind, step.batch, 4)
 		require.Equal(t, step.count, w.behindLoops.Load())
 	}
 
 	unturned, err := NewWorker(Config{BatchSize: 4}, nil, zerolog.Nop())
 	require.NoError(t, err)
-	require.False(t, unturned.behind("w/0", false, batch(4, time.Hour)), "without turns a loop never waits: never behind")
+	require.False(t, unturned.behind("w/0", false, batch(4, time.Hour), 4), "without turns a loop never waits: never behind")
 }

@@ -11,15 +11,15 @@ import (
 	"github.com/orderhook/orderhook/store"
 )
 
-// processBatch claims a batch of due events of part and applies, defers or
-// ignores them in one transaction, those that create their customer first
-// (the others of that customer then need not wait), and reports their
-// transitions once it has committed. The batch it returns holds the events
-// left leased to name: those whose customer another transaction holds. When
-// an event fails, it rolls the whole batch back and returns that event, as
-// locked, with its error, and the batch's events leased; when the store
-// fails, the store's error.
-func (w *Worker) processBatch(ctx context.Context, name string, part partition) (batch store.Batch, failed store.Event, err error) {
+// processBatch claims a batch of at most limit due events of part and
+// applies, defers or ignores them in one transaction, those that create
+// their customer first (the others of that customer then need not wait),
+// and reports their transitions once it has committed. The batch it returns
+// holds the events left leased to name: those whose customer another
+// transaction holds. When an event fails, it rolls the whole batch back and
+// returns that event, as locked, with its error, and the batch's events
+// leased; when the store fails, the store's error.
+func (w *Worker) processBatch(ctx context.Context, name string, part partition, limit int) (batch store.Batch, failed store.Event, err error) {
 	start := w.cfg.Now()
 	type outcome struct {
 		tr       Transition
@@ -29,9 +29,9 @@ func (w *Worker) processBatch(ctx context.Context, name string, part partition) 
 	// twice, so each event keeps the outcomes of every run, in order. A
 	// transaction retried after a deadlock runs fn again: the committed
 	// runs of an event are its last ones.
-	runs := make(map[string][]outcome, w.cfg.BatchSize)
+	runs := make(map[string][]outcome, limit)
 	batch, err = w.store.ProcessDue(ctx, store.ClaimParams{
-		Worker: name, Limit: w.cfg.BatchSize, Now: start, Lease: w.cfg.Lease,
+		Worker: name, Limit: limit, Now: start, Lease: w.cfg.Lease,
 		First: w.rules.createsCustomer, Alongside: w.rules.customerTypes, Releases: w.rules.releases,
 		Partition: part.index, Partitions: part.count,
 	}, func(ctx context.Context, tx *store.Tx) error {

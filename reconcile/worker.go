@@ -82,6 +82,13 @@ type Config struct {
 	// CPU again, with the reconciler about IngestMaxLag behind. Default
 	// DefaultIngestMaxLag.
 	IngestMaxLag time.Duration
+	// IngestBatchSize is how many events a loop claims at once when it
+	// takes its turn while deliveries are being stored (see IngestYield):
+	// where an apply transaction blocks every insert, as on SQLite, a small
+	// batch holds the acknowledgements back for less time, and BatchSize
+	// applies the backlog with fewer commits once the burst is over.
+	// Default BatchSize.
+	IngestBatchSize int
 	// CustomerEvents are the event types that create the customer row other
 	// events wait for; default DefaultCustomerEvents.
 	CustomerEvents []string
@@ -127,12 +134,13 @@ type Worker struct {
 // negative count or duration.
 func NewWorker(cfg Config, st Store, logger zerolog.Logger) (*Worker, error) {
 	if cfg.Workers < 0 || cfg.BatchSize < 0 || cfg.MaxAttempts < 0 || cfg.Lease < 0 ||
-		cfg.PollInterval < 0 || cfg.DependencyTimeout < 0 || cfg.BackoffBase < 0 || cfg.BackoffMax < 0 || cfg.IngestYield < 0 || cfg.IngestLoops < 0 || cfg.IngestMaxLag < 0 {
+		cfg.PollInterval < 0 || cfg.DependencyTimeout < 0 || cfg.BackoffBase < 0 || cfg.BackoffMax < 0 || cfg.IngestYield < 0 || cfg.IngestLoops < 0 || cfg.IngestMaxLag < 0 || cfg.IngestBatchSize < 0 {
 		return nil, errors.New("reconcile: counts and durations must not be negative")
 	}
 	cfg.Name = cmp.Or(cfg.Name, "worker")
 	cfg.Workers = cmp.Or(cfg.Workers, 4)
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
+	cfg.IngestBatchSize = cmp.Or(cfg.IngestBatchSize, cfg.BatchSize)
 	cfg.Lease = cmp.Or(cfg.Lease, time.Minute)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, time.Second)
 	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, 12)
@@ -186,23 +194,23 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 		}
 	}()
 	for {
-		endTurn, ok := w.yield(ctx)
+		endTurn, limit, ok := w.yield(ctx)
 		if !ok {
 			return nil
 		}
-		batch, err := w.runBatch(ctx, name, part)
+		batch, err := w.runBatch(ctx, name, part, limit)
 		endTurn()
 		if ctx.Err() != nil {
 			return nil
 		}
-		behind = w.behind(name, behind, batch)
+		behind = w.behind(name, behind, batch, limit)
 		wait := jitter(w.cfg.PollInterval)
 		switch {
 		case err != nil:
 			failures++
 			wait = backoff(failures, w.cfg.PollInterval, 5*time.Second)
 			w.logger.Error().Err(err).Str("worker", name).Dur("retry_in", wait).Msg("store unavailable")
-		case w.full(batch):
+		case full(batch, limit):
 			failures = 0
 			continue // more may be due
 		default:
@@ -214,16 +222,16 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 	}
 }
 
-// full reports whether batch claimed BatchSize events or more (the events
+// full reports whether batch claimed limit events or more (the events
 // claimed alongside come on top): more may be due.
-func (w *Worker) full(batch store.Batch) bool { return batch.Claimed >= w.cfg.BatchSize }
+func full(batch store.Batch, limit int) bool { return batch.Claimed >= limit }
 
 // behind reports whether a loop that was or was not behind is behind after
-// batch: it falls behind when a full batch had been due for longer than
-// IngestMaxLag, and has caught up once its batch had been due for less than
-// half of that, or was empty. It logs both, and counts the loop in
+// batch, of at most limit events: it falls behind when a full batch had
+// been due for longer than IngestMaxLag, and has caught up once its batch
+// had been due for less than half of that, or was empty. It logs both, and counts the loop in
 // behindLoops while it is behind.
-func (w *Worker) behind(name string, was bool, batch store.Batch) bool {
+func (w *Worker) behind(name string, was bool, batch store.Batch, limit int) bool {
 	if w.turn == nil {
 		return false
 	}
@@ -233,7 +241,7 @@ func (w *Worker) behind(name string, was bool, batch store.Batch) bool {
 	}
 	is := lag > w.cfg.IngestMaxLag/2
 	if !was {
-		is = w.full(batch) && lag > w.cfg.IngestMaxLag
+		is = full(batch, limit) && lag > w.cfg.IngestMaxLag
 	}
 	switch {
 	case is && !was:
@@ -252,34 +260,37 @@ func (w *Worker) behind(name string, was bool, batch store.Batch) bool {
 // time (one with IngestYield alone) each wait for it, for at most
 // IngestYield, then run their batch while the others queue behind them;
 // when it closes, every loop goes on at once. yield returns the func that
-// ends the turn, and false when ctx is done. While a loop is behind by more
-// than IngestMaxLag, the loops still take turns but do not wait.
-func (w *Worker) yield(ctx context.Context) (func(), bool) {
+// ends the turn, how many events the batch may claim (IngestBatchSize while
+// deliveries are still being stored, BatchSize once they are not), and false
+// when ctx is done. While a loop is behind by more than IngestMaxLag, the
+// loops still take turns but do not wait.
+func (w *Worker) yield(ctx context.Context) (func(), int, bool) {
 	if w.turn == nil {
-		return func() {}, true
+		return func() {}, w.cfg.BatchSize, true
 	}
 	idle := w.store.IngestIdle()
 	select {
 	case <-idle:
-		return func() {}, true
+		return func() {}, w.cfg.BatchSize, true
 	case w.turn <- struct{}{}:
 	case <-ctx.Done():
-		return nil, false
+		return nil, 0, false
 	}
 	end := func() { <-w.turn }
 	if w.cfg.IngestYield == 0 || w.behindLoops.Load() > 0 {
-		return end, true
+		return end, w.cfg.IngestBatchSize, true
 	}
 	t := time.NewTimer(w.cfg.IngestYield)
 	defer t.Stop()
 	select {
 	case <-idle:
+		return end, w.cfg.BatchSize, true
 	case <-t.C:
+		return end, w.cfg.IngestBatchSize, true
 	case <-ctx.Done():
 		end()
-		return nil, false
+		return nil, 0, false
 	}
-	return end, true
 }
 
 // partition is the share of the customers a loop claims: those hashing to
@@ -292,21 +303,21 @@ type partition struct{ index, count int }
 // not answer a transaction within a lease. A ctx that ends while the batch
 // runs cuts it short 10 s later.
 func (w *Worker) RunOnce(ctx context.Context, name string) (int, error) {
-	batch, err := w.runBatch(ctx, name, partition{})
+	batch, err := w.runBatch(ctx, name, partition{}, w.cfg.BatchSize)
 	return batch.Claimed, err
 }
 
 // runBatch claims and processes a batch in one transaction, then, one at a
 // time, the events it left leased: those whose customer another transaction
 // held, or the whole batch when one of its events failed and rolled it back.
-// It returns the batch.
-func (w *Worker) runBatch(ctx context.Context, name string, part partition) (store.Batch, error) {
+// The batch claims at most limit events; runBatch returns it.
+func (w *Worker) runBatch(ctx context.Context, name string, part partition, limit int) (store.Batch, error) {
 	if ctx.Err() != nil {
 		return store.Batch{}, nil
 	}
 	inFlight, done := w.inFlight(ctx)
 	defer done()
-	batch, failed, cause := w.processBatch(inFlight, name, part)
+	batch, failed, cause := w.processBatch(inFlight, name, part, limit)
 	switch {
 	case cause == nil:
 		// Another transaction held these customers: wait for it.

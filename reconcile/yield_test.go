@@ -25,6 +25,7 @@ type ingestingStore struct {
 	active int
 	peak   int
 	starts []time.Time // of every ProcessDue
+	limits []int       // of every ProcessDue
 }
 
 func newIngestingStore(db *store.DB) *ingestingStore {
@@ -44,12 +45,13 @@ func (s *ingestingStore) stopIngesting() {
 	close(s.idle)
 }
 
-func (s *ingestingStore) enter() func() {
+func (s *ingestingStore) enter(limit int) func() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.active++
 	s.peak = max(s.peak, s.active)
 	s.starts = append(s.starts, time.Now())
+	s.limits = append(s.limits, limit)
 	return func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -58,7 +60,7 @@ func (s *ingestingStore) enter() func() {
 }
 
 func (s *ingestingStore) ProcessDue(ctx context.Context, p store.ClaimParams, fn func(ctx context.Context, tx *store.Tx) error) (store.Batch, error) {
-	defer s.enter()()
+	defer s.enter(p.Limit)()
 	return s.DB.ProcessDue(ctx, p, fn)
 }
 
@@ -66,6 +68,12 @@ func (s *ingestingStore) batchStarts() []time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.starts)
+}
+
+func (s *ingestingStore) batchLimits() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.limits)
 }
 
 func (s *ingestingStore) peakActive() int {
@@ -146,6 +154,50 @@ func TestIngestTurnsAreBounded(t *testing.T) {
 			}
 			require.LessOrEqual(t, st.peakActive(), tc.maxTurns, "while deliveries are stored, at most %d loops claim and apply at once", tc.maxTurns)
 		})
+	}
+}
+
+// TestBatchesAreSmallWhileDeliveriesAreStored: a loop that takes its turn
+// while deliveries are being stored claims IngestBatchSize events; once they
+// are stored, BatchSize.
+func TestBatchesAreSmallWhileDeliveriesAreStored(t *testing.T) {
+	t.Parallel()
+	db := storetest.SQLite(t)
+	st := newIngestingStore(db)
+	var created []scenario.Event
+	for _, ev := range scenario.Generate(scenario.Config{Customers: 8, Prefix: "small"}).Events {
+		if ev.Type == "customer.created" {
+			created = append(created, ev)
+		}
+	}
+	for _, ev := range created[:4] {
+		insert(t, db, ev, time.Now())
+	}
+	h := startWorkerOn(t, db, st, reconcile.Config{
+		Workers: 1, BatchSize: 8, IngestBatchSize: 2, IngestYield: 10 * time.Millisecond, PollInterval: 10 * time.Millisecond,
+	})
+	for range 4 {
+		h.waitFor(t, "an application while deliveries are stored", func(tr reconcile.Transition) bool { return tr.Outcome == store.OutcomeApplied })
+	}
+	during := len(st.batchLimits())
+
+	st.stopIngesting()
+	for _, ev := range created[4:] {
+		insert(t, db, ev, time.Now())
+	}
+	for range 4 {
+		h.waitFor(t, "an application once they are stored", func(tr reconcile.Transition) bool { return tr.Outcome == store.OutcomeApplied })
+	}
+	limits := st.batchLimits()
+	require.GreaterOrEqual(t, during, 2, "four events in batches of two")
+	for i, limit := range limits[:during] {
+		require.Equal(t, 2, limit, "batch %d, while deliveries were stored", i)
+	}
+	// The one loop may have taken its turn, and so its limit, just before
+	// the deliveries stopped: every batch after that one claims BatchSize.
+	require.Equal(t, 8, limits[len(limits)-1], "the last batch, once the deliveries were stored")
+	for i, limit := range limits[min(during+1, len(limits)):] {
+		require.Equal(t, 8, limit, "batch %d, once the deliveries were stored", during+1+i)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -102,7 +103,8 @@ generates an ephemeral whsec_ secret and prints it with a ready-to-paste
 	fs.StringVar(&f.maxBody, "max-body", "1MiB", "largest accepted body")
 	fs.IntVar(&f.workers, "workers", 4, "concurrent reconciler loops")
 	fs.StringVar(&f.batchSize, "batch-size", ingestAuto, "due events a reconciler loop claims and applies in one transaction: auto ("+
-		strconv.Itoa(postgresBatchSize)+" on PostgreSQL, "+strconv.Itoa(sqliteBatchSize)+" on SQLite, where a batch holds back every insert) or a number")
+		strconv.Itoa(postgresBatchSize)+" on PostgreSQL; on SQLite, where a batch holds back every insert, "+strconv.Itoa(sqliteIngestBatchSize)+
+		" while deliveries are being stored and "+strconv.Itoa(sqliteBatchSize)+" otherwise) or a number")
 	fs.IntVar(&f.maxAttempts, "max-attempts", 12, "failed attempts before an event is dead")
 	fs.DurationVar(&f.dependencyTimeout, "dependency-timeout", 72*time.Hour, "how long an event may wait for its dependency before it is dead")
 	fs.StringSliceVar(&f.customerEvents, "customer-events", reconcile.DefaultCustomerEvents, "event types that create the customer other events wait for")
@@ -135,8 +137,11 @@ type serveConfig struct {
 // --ingest-max-lag: on SQLite one connection serializes every transaction,
 // so each apply batch holds back every acknowledgement, and the loops take
 // turns one at a time, after sqliteIngestYield, with small batches
-// (sqliteBatchSize: a larger one holds the acknowledgements back for longer
-// and applies no sooner). On the AMD EPYC machine a 5 ms turn still stored
+// (sqliteIngestBatchSize: a larger one holds the acknowledgements back for
+// longer and applies no sooner); once the deliveries pause, batches of
+// sqliteBatchSize apply the backlog with fewer commits (a worker drained
+// 10,873 stored events in 5.0–7.4 s instead of 7.1–11.1 s with batches of
+// 16, BENCHMARKS.md). On the AMD EPYC machine a 5 ms turn still stored
 // 2,344–3,338 deliveries/s and applied a billing run within 1.22–1.35× of
 // its ingest time; 100 ms stored 4,066–4,520/s but applied it within
 // 1.84–2.13×, past the 1.5× bound (BENCHMARKS.md). On PostgreSQL the two only share the CPU, but a
@@ -147,10 +152,11 @@ type serveConfig struct {
 // during a billing run and applies it all within 1.5× of its ingest time
 // (BENCHMARKS.md).
 const (
-	ingestAuto        = "auto"
-	sqliteIngestYield = 5 * time.Millisecond
-	sqliteBatchSize   = 16
-	postgresBatchSize = 256
+	ingestAuto            = "auto"
+	sqliteIngestYield     = 5 * time.Millisecond
+	sqliteIngestBatchSize = 16
+	sqliteBatchSize       = reconcile.DefaultBatchSize
+	postgresBatchSize     = 256
 )
 
 // reconcileIngestYield returns the reconciler's IngestYield on dialect.
@@ -173,6 +179,15 @@ func (c serveConfig) reconcileBatchSize(dialect store.Dialect) int {
 		return sqliteBatchSize
 	}
 	return postgresBatchSize
+}
+
+// reconcileIngestBatchSize returns the reconciler's IngestBatchSize on
+// dialect: 0, BatchSize, but on SQLite by default.
+func (c serveConfig) reconcileIngestBatchSize(dialect store.Dialect) int {
+	if c.batchSize == nil && dialect == store.SQLite {
+		return sqliteIngestBatchSize
+	}
+	return 0
 }
 
 // reconcileIngestLoops returns the reconciler's IngestLoops on dialect.
@@ -290,6 +305,7 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 		Name:              workerName(),
 		Workers:           cfg.workers,
 		BatchSize:         cfg.reconcileBatchSize(db.Dialect()),
+		IngestBatchSize:   cfg.reconcileIngestBatchSize(db.Dialect()),
 		MaxAttempts:       cfg.maxAttempts,
 		DependencyTimeout: cfg.dependencyTimeout,
 		CustomerEvents:    cfg.customerEvents,
@@ -345,7 +361,7 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 	}
 	logger.Info().Str("addr", ln.Addr().String()).Str("role", cfg.role).Str("db", string(db.Dialect())).
 		Str("mode", cfg.mode).Dur("ingest_yield", wcfg.IngestYield).Int("ingest_loops", wcfg.IngestLoops).
-		Dur("ingest_max_lag", wcfg.IngestMaxLag).Int("batch_size", wcfg.BatchSize).
+		Dur("ingest_max_lag", wcfg.IngestMaxLag).Int("batch_size", wcfg.BatchSize).Int("ingest_batch_size", cmp.Or(wcfg.IngestBatchSize, wcfg.BatchSize)).
 		Int("procs", cfg.procs).Str("procs_basis", cfg.procsBasis).Str("gogc", cfg.gogc).Bool("tracing", tr.On()).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
 	err = g.Wait()
 	logger.Info().Msg("orderhook stopped")

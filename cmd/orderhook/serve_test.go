@@ -191,11 +191,12 @@ func TestServeIngestSettingsDependOnTheDatabase(t *testing.T) {
 		wantYield           time.Duration
 		wantLoops           int
 		wantBatch           int
+		wantIngestBatch     int // 0: the batch size
 	}{
-		{"auto", "auto", "auto", store.SQLite, sqliteIngestYield, 0, sqliteBatchSize},
-		{"auto", "auto", "auto", store.Postgres, 7 * time.Second, 1, postgresBatchSize}, // --ingest-max-lag
-		{"0", "0", "128", store.SQLite, 0, 0, 128},
-		{"250ms", "3", "1", store.Postgres, 250 * time.Millisecond, 3, 1},
+		{"auto", "auto", "auto", store.SQLite, sqliteIngestYield, 0, sqliteBatchSize, sqliteIngestBatchSize},
+		{"auto", "auto", "auto", store.Postgres, 7 * time.Second, 1, postgresBatchSize, 0}, // --ingest-max-lag
+		{"0", "0", "128", store.SQLite, 0, 0, 128, 0},
+		{"250ms", "3", "1", store.Postgres, 250 * time.Millisecond, 3, 1, 0},
 	} {
 		f := serveFlags{tolerance: time.Minute, mode: "defer", role: roleAll, maxBody: "1MiB", workers: 4, batchSize: tc.batch, maxAttempts: 1,
 			dependencyTimeout: time.Hour, customerEvents: []string{"customer.created"}, ingestYield: tc.yield, ingestLoops: tc.loops,
@@ -203,6 +204,7 @@ func TestServeIngestSettingsDependOnTheDatabase(t *testing.T) {
 		cfg, err := f.validate()
 		require.NoError(t, err)
 		require.Equal(t, tc.wantBatch, cfg.reconcileBatchSize(tc.dialect), "--batch-size %s on %s", tc.batch, tc.dialect)
+		require.Equal(t, tc.wantIngestBatch, cfg.reconcileIngestBatchSize(tc.dialect), "--batch-size %s on %s, during a burst", tc.batch, tc.dialect)
 		require.Equal(t, tc.wantYield, cfg.reconcileIngestYield(tc.dialect), "--ingest-yield %s on %s", tc.yield, tc.dialect)
 		require.Equal(t, tc.wantLoops, cfg.reconcileIngestLoops(tc.dialect), "--ingest-loops %s on %s", tc.loops, tc.dialect)
 	}
