@@ -229,8 +229,8 @@ func full(batch store.Batch, limit int) bool { return batch.Claimed >= limit }
 // behind reports whether a loop that was or was not behind is behind after
 // batch, of at most limit events: it falls behind when a full batch had
 // been due for longer than IngestMaxLag, and has caught up once its batch
-// had been due for less than half of that, or was empty. It logs both, and counts the loop in
-// behindLoops while it is behind.
+// had been due for less than half of that, or was empty. It logs both, and
+// counts the loop in behindLoops while it is behind.
 func (w *Worker) behind(name string, was bool, batch store.Batch, limit int) bool {
 	if w.turn == nil {
 		return false

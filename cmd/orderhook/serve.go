@@ -182,7 +182,8 @@ func (c serveConfig) reconcileBatchSize(dialect store.Dialect) int {
 }
 
 // reconcileIngestBatchSize returns the reconciler's IngestBatchSize on
-// dialect: 0, BatchSize, but on SQLite by default.
+// dialect: sqliteIngestBatchSize on SQLite unless --batch-size is set, and
+// otherwise 0, which is the batch size.
 func (c serveConfig) reconcileIngestBatchSize(dialect store.Dialect) int {
 	if c.batchSize == nil && dialect == store.SQLite {
 		return sqliteIngestBatchSize
