@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -183,12 +182,12 @@ func (c serveConfig) reconcileBatchSize(dialect store.Dialect) int {
 
 // reconcileIngestBatchSize returns the reconciler's IngestBatchSize on
 // dialect: sqliteIngestBatchSize on SQLite unless --batch-size is set, and
-// otherwise 0, which is the batch size.
+// otherwise the batch size.
 func (c serveConfig) reconcileIngestBatchSize(dialect store.Dialect) int {
 	if c.batchSize == nil && dialect == store.SQLite {
 		return sqliteIngestBatchSize
 	}
-	return 0
+	return c.reconcileBatchSize(dialect)
 }
 
 // reconcileIngestLoops returns the reconciler's IngestLoops on dialect.
@@ -362,7 +361,7 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 	}
 	logger.Info().Str("addr", ln.Addr().String()).Str("role", cfg.role).Str("db", string(db.Dialect())).
 		Str("mode", cfg.mode).Dur("ingest_yield", wcfg.IngestYield).Int("ingest_loops", wcfg.IngestLoops).
-		Dur("ingest_max_lag", wcfg.IngestMaxLag).Int("batch_size", wcfg.BatchSize).Int("ingest_batch_size", cmp.Or(wcfg.IngestBatchSize, wcfg.BatchSize)).
+		Dur("ingest_max_lag", wcfg.IngestMaxLag).Int("batch_size", wcfg.BatchSize).Int("ingest_batch_size", wcfg.IngestBatchSize).
 		Int("procs", cfg.procs).Str("procs_basis", cfg.procsBasis).Str("gogc", cfg.gogc).Bool("tracing", tr.On()).Int("secrets", len(cfg.secrets)).Msg("orderhook serving")
 	err = g.Wait()
 	logger.Info().Msg("orderhook stopped")

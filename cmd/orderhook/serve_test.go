@@ -191,12 +191,12 @@ func TestServeIngestSettingsDependOnTheDatabase(t *testing.T) {
 		wantYield           time.Duration
 		wantLoops           int
 		wantBatch           int
-		wantIngestBatch     int // 0: the batch size
+		wantIngestBatch     int
 	}{
 		{"auto", "auto", "auto", store.SQLite, sqliteIngestYield, 0, sqliteBatchSize, sqliteIngestBatchSize},
-		{"auto", "auto", "auto", store.Postgres, 7 * time.Second, 1, postgresBatchSize, 0}, // --ingest-max-lag
-		{"0", "0", "128", store.SQLite, 0, 0, 128, 0},
-		{"250ms", "3", "1", store.Postgres, 250 * time.Millisecond, 3, 1, 0},
+		{"auto", "auto", "auto", store.Postgres, 7 * time.Second, 1, postgresBatchSize, postgresBatchSize}, // --ingest-max-lag
+		{"0", "0", "128", store.SQLite, 0, 0, 128, 128},
+		{"250ms", "3", "1", store.Postgres, 250 * time.Millisecond, 3, 1, 1},
 	} {
 		f := serveFlags{tolerance: time.Minute, mode: "defer", role: roleAll, maxBody: "1MiB", workers: 4, batchSize: tc.batch, maxAttempts: 1,
 			dependencyTimeout: time.Hour, customerEvents: []string{"customer.created"}, ingestYield: tc.yield, ingestLoops: tc.loops,
