@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"net"
 	"sync"
 	"time"
 
@@ -151,6 +152,7 @@ type broadcaster struct {
 	mu       sync.Mutex
 	subs     map[chan struct{}]struct{}
 	listener *pq.Listener
+	dialer   *listenDialer
 	closed   bool
 }
 
@@ -184,21 +186,31 @@ func (b *broadcaster) signal() {
 // listenOnce starts one LISTEN connection for the process. Once it is
 // listening, and after every reconnect, it signals: notifications sent before
 // are lost, so subscribers look for due work themselves.
+//
+// The listener connects, and reconnects, by itself, and its Listen waits
+// until it is connected: for as long as the database refuses it one more
+// connection, say. Listen therefore runs on its own, without b.mu, which
+// every signal takes, the group commit's included.
 func (b *broadcaster) listenOnce(dsn string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.listener != nil || b.closed {
 		return
 	}
-	l := pq.NewListener(dsn, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, _ error) {
+	d := newListenDialer()
+	l := pq.NewDialListener(d, dsn, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, _ error) {
 		if ev == pq.ListenerEventConnected || ev == pq.ListenerEventReconnected {
 			b.signal()
 		}
 	})
-	// Listen only fails when the channel is already listened on or the
-	// listener is closed; the listener connects (and reconnects) by itself.
-	_ = l.Listen(notifyChannel)
-	b.listener = l
+	b.listener, b.dialer = l, d
+	go func() {
+		// Listen fails only when the channel is already listened on or the
+		// listener is closed.
+		if l.Listen(notifyChannel) == nil {
+			b.signal()
+		}
+	}()
 	go func() {
 		for range l.Notify {
 			b.signal()
@@ -206,12 +218,71 @@ func (b *broadcaster) listenOnce(dsn string) {
 	}()
 }
 
+// close stops the listener. It first closes the listener's socket: lib/pq
+// connects holding the lock its Close takes, and bounds neither the dial nor
+// the startup, so a database that stopped answering would hold it for ever.
 func (b *broadcaster) close() {
 	b.mu.Lock()
-	l := b.listener
+	l, d := b.listener, b.dialer
 	b.closed = true
 	b.mu.Unlock()
 	if l != nil {
+		d.close()
 		_ = l.Close()
 	}
+}
+
+// listenDialer dials the listener's connections, as lib/pq's own dialer does,
+// until close, which ends the dial under way and closes the last socket.
+type listenDialer struct {
+	closing context.Context // done once close is called
+	stop    context.CancelFunc
+	mu      sync.Mutex
+	last    net.Conn // the last dialled: the listener holds one at a time
+}
+
+func newListenDialer() *listenDialer {
+	closing, stop := context.WithCancel(context.Background())
+	return &listenDialer{closing: closing, stop: stop}
+}
+
+func (d *listenDialer) close() {
+	d.stop()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.last != nil {
+		_ = d.last.Close()
+	}
+}
+
+// Dial dials until close.
+func (d *listenDialer) Dial(network, address string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, address)
+}
+
+// DialTimeout dials within timeout, until close.
+func (d *listenDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return d.DialContext(ctx, network, address)
+}
+
+// DialContext dials within ctx, until close.
+func (d *listenDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(d.closing, cancel)()
+	var nd net.Dialer
+	nc, err := nd.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closing.Err() != nil {
+		_ = nc.Close()
+		return nil, net.ErrClosed
+	}
+	d.last = nc
+	return nc, nil
 }
