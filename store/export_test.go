@@ -32,6 +32,9 @@ func CommitBatch(db *DB, events []Event) ([]bool, []error) {
 // it before the first InsertEvent.
 func SetBatchTimeout(db *DB, d time.Duration) { db.ingest.timeout = d }
 
+// MaxBatch is the most rows one group-commit batch inserts.
+const MaxBatch = maxBatch
+
 // SetNotifyTimeout sets how long one NOTIFY of db may take. Call it before
 // anything is inserted.
 func SetNotifyTimeout(db *DB, d time.Duration) { db.others.timeout = d }

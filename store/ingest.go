@@ -80,15 +80,27 @@ func (g *groupCommitter) close() {
 	g.wg.Wait()
 }
 
+// errNotCommitted is the cause of an insert that waited a batch's timeout,
+// queued and committing together, without its batch committing.
+var errNotCommitted = fmt.Errorf("%w: not committed within the batch timeout", ErrUnavailable)
+
 // insert hands ev to the committer and waits for the commit of its batch. When
 // ctx ends first it returns ctx's error: the row may or may not be committed,
 // which is safe because a redelivery is a duplicate.
+//
+// It waits no longer than one batch's timeout in all, queueing included, and
+// then returns an error wrapping ErrUnavailable. Behind a batch that the
+// database does not answer, a burst of deliveries would otherwise be answered
+// one batch timeout after another: past the server's write timeout, and the
+// sender's patience, for all but the first maxBatch.
 func (g *groupCommitter) insert(ctx context.Context, ev Event) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		// Not handed over: once it is, the commit may answer at the same
 		// moment as ctx, and select picks either.
 		return false, fmt.Errorf("insert event %s: %w", ev.ID, err)
 	}
+	ctx, cancel := context.WithTimeoutCause(ctx, g.timeout, errNotCommitted)
+	defer cancel()
 	g.inFlight.add()
 	defer g.inFlight.done()
 	done := make(chan insertResult, 1)
@@ -97,13 +109,13 @@ func (g *groupCommitter) insert(ctx context.Context, ev Event) (bool, error) {
 	case <-g.stop:
 		return false, fmt.Errorf("insert event %s: %w", ev.ID, ErrClosed)
 	case <-ctx.Done():
-		return false, fmt.Errorf("insert event %s: %w", ev.ID, ctx.Err())
+		return false, fmt.Errorf("insert event %s: %w", ev.ID, context.Cause(ctx))
 	}
 	select {
 	case res := <-done:
 		return res.inserted, res.err
 	case <-ctx.Done():
-		return false, fmt.Errorf("insert event %s: %w", ev.ID, ctx.Err())
+		return false, fmt.Errorf("insert event %s: %w", ev.ID, context.Cause(ctx))
 	}
 }
 

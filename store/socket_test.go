@@ -3,7 +3,10 @@ package store_test
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -204,6 +207,35 @@ func TestAHungDatabaseFailsTheBatchAtItsTimeout(t *testing.T) {
 	var n int
 	require.NoError(t, db.SQLX().GetContext(ctx, &n, `SELECT count(*) FROM webhook_events WHERE event_id = $1`, ev.ID))
 	require.Equal(t, 1, n)
+}
+
+// Deliveries queued behind a batch that the database does not answer are
+// answered by the same timeout, not one batch timeout after another: with
+// three batches' worth queued, the last would wait three timeouts.
+func TestAHungDatabaseAnswersEveryQueuedDeliveryWithinTheBatchTimeout(t *testing.T) {
+	t.Parallel()
+	rawURL, proxy := behindProxy(t)
+	db := storetest.Open(t, rawURL)
+	const timeout = time.Second
+	store.SetBatchTimeout(db, timeout)
+	prepareInsert(t, db, "evt_queued")
+
+	freeze(t, proxy)
+	n := 3 * store.MaxBatch
+	errs, took := make([]error, n), make([]time.Duration, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			start := time.Now()
+			_, errs[i] = db.InsertEvent(context.Background(), newEvent(fmt.Sprintf("evt_queued%d", i+3), "cus_queued", t0))
+			took[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		require.ErrorIs(t, err, store.ErrUnavailable, "delivery %d", i)
+	}
+	require.Less(t, slices.Max(took), 2*timeout, "a delivery waited for the batches queued before it")
 }
 
 // Closing does not wait for a database that stopped answering.
