@@ -83,11 +83,7 @@ func TestProcessDueLeavesNothingBehindWhenItsConnectionDies(t *testing.T) {
 	insertAll(t, db, newEvent("evt_dead1", "cus_dead1", t0))
 	now := t0.Add(time.Second)
 
-	_, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 16, Now: now, Lease: time.Hour},
-		func(ctx context.Context, tx *store.Tx) error {
-			_, err := tx.SQLX().ExecContext(ctx, `SELECT pg_terminate_backend(pg_backend_pid())`)
-			return err
-		})
+	_, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 16, Now: now, Lease: time.Hour}, killConnection)
 	require.ErrorIs(t, err, store.ErrUnavailable, "the store failed, not the event")
 
 	ev, err := db.Event(ctx, "evt_dead1")
@@ -97,6 +93,31 @@ func TestProcessDueLeavesNothingBehindWhenItsConnectionDies(t *testing.T) {
 	batch, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w2", Limit: 16, Now: now, Lease: time.Hour}, markApplied)
 	require.NoError(t, err)
 	require.Equal(t, []string{"evt_dead1"}, ids(batch.Processed), "due again at once")
+}
+
+// Process, too, reports a connection that died under fn as the store's
+// failure: the worker then counts no attempt against the event.
+func TestProcessReportsAConnectionThatDiedUnderFnAsTheStores(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	insertAll(t, db, newEvent("evt_dead2", "cus_dead2", t0))
+	now := t0.Add(time.Second)
+	leased := storetest.Lease(t, db, "w", now.Add(time.Minute), "evt_dead2")
+
+	err := db.Process(ctx, leased[0], "w", now, killConnection)
+	require.ErrorIs(t, err, store.ErrUnavailable, "the store failed, not the event")
+	ev, err := db.Event(ctx, "evt_dead2")
+	require.NoError(t, err)
+	require.Equal(t, store.StatusPending, ev.Status)
+	require.Zero(t, ev.Attempts)
+	require.NoError(t, db.Process(ctx, leased[0], "w", now, markApplied), "still leased to w")
+}
+
+// killConnection has PostgreSQL end the connection fn runs on.
+func killConnection(ctx context.Context, tx *store.Tx) error {
+	_, err := tx.SQLX().ExecContext(ctx, `SELECT pg_terminate_backend(pg_backend_pid())`)
+	return err
 }
 
 func TestProcessDueLeasesTheBatchWhenAnEventFails(t *testing.T) {

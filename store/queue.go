@@ -74,14 +74,19 @@ type Tx struct {
 // advisory lock on ev's customer (or, without one, on the event), so one
 // customer's events are never processed concurrently, by any replica. It
 // returns ErrNotClaimed when the row is no longer pending under worker's
-// lease, and fn's error, untouched, after rolling back.
+// lease, and fn's error, untouched, after rolling back, unless the
+// connection died under fn: that is the store's failure, not the event's,
+// and wraps ErrUnavailable, as in ProcessDue.
 func (db *DB) Process(ctx context.Context, ev Event, worker string, now time.Time, fn func(ctx context.Context, tx *Tx) error) error {
 	events := []Event{ev}
 	processed, err := db.process(ctx, worker, now, false, func(ctx context.Context, tx *sqlx.Tx, _ *held) ([]Event, error) {
 		return db.pickClaimed(ctx, tx, events, worker)
 	}, fn)
-	if err == nil && len(processed) == 0 {
+	switch {
+	case err == nil && len(processed) == 0:
 		return fmt.Errorf("process %s: %w", ev.ID, ErrNotClaimed)
+	case isUnavailable(err) && !errors.Is(err, ErrUnavailable):
+		return translate(err)
 	}
 	return err
 }
