@@ -30,6 +30,7 @@ func (w *Worker) processBatch(ctx context.Context, name string, part partition, 
 	// transaction retried after a deadlock runs fn again: the committed
 	// runs of an event are its last ones.
 	runs := make(map[string][]outcome, limit)
+	var failure error // failed's
 	batch, err = w.store.ProcessDue(ctx, store.ClaimParams{
 		Worker: name, Limit: limit, Now: start, Lease: w.cfg.Lease,
 		First: w.rules.createsCustomer, Alongside: w.rules.customerTypes, Releases: w.rules.releases,
@@ -37,12 +38,17 @@ func (w *Worker) processBatch(ctx context.Context, name string, part partition, 
 	}, func(ctx context.Context, tx *store.Tx) error {
 		tr, released, err := w.apply(ctx, tx, start)
 		if err != nil && !errors.Is(err, store.ErrUnavailable) {
-			failed = tx.Event()
+			failed, failure = tx.Event(), err
 		}
 		runs[tx.Event().ID] = append(runs[tx.Event().ID], outcome{tr, released})
 		return err
 	})
 	if err != nil {
+		if failure == nil || !errors.Is(err, failure) {
+			// The transaction failed outside the event that failed a run
+			// of it before it was retried: the event is not to blame.
+			failed = store.Event{}
+		}
 		return batch, failed, err
 	}
 	committed := make(map[string]int, len(batch.Processed))

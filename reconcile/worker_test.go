@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/orderhook/orderhook/internal/scenario"
@@ -111,6 +112,40 @@ func TestReleasedEventFailureIsItsOwn(t *testing.T) {
 		require.Equal(t, []string{"applied"}, attemptOutcomes(t, db, created.ID))
 		require.Equal(t, []string{"deferred", "released", "failed", "applied"}, attemptOutcomes(t, db, paid.ID))
 	})
+}
+
+// A batch whose transaction failed outside every event's processing blames
+// none of them, though an earlier run of it (retried after a deadlock,
+// say) failed on one: the failure is the store's, and no attempt counts.
+func TestABatchThatFailsOutsideItsEventsBlamesNone(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		created := find(t, scenario.Generate(scenario.Config{Customers: 1, Prefix: "blame"}), "customer.created")
+		lost := errors.New("commit lost")
+		w, err := reconcile.NewWorker(reconcile.Config{Handlers: map[string]reconcile.HandlerFunc{
+			"customer.created": func(context.Context, *sqlx.Tx, reconcile.Event) error { return errors.New("ledger unavailable") },
+		}}, failingAfter{DB: db, err: lost}, zerolog.Nop())
+		require.NoError(t, err)
+		insert(t, db, created, time.Now())
+
+		_, err = w.RunOnce(context.Background(), "w")
+		require.ErrorIs(t, err, lost)
+		require.Zero(t, event(t, db, created.ID).Attempts, "an attempt was counted against the event")
+		require.Empty(t, attemptOutcomes(t, db, created.ID))
+	})
+}
+
+// failingAfter processes every batch and then fails it with err, as a
+// transaction whose run failed on an event, and whose retry failed outside
+// them all, does.
+type failingAfter struct {
+	*store.DB
+	err error
+}
+
+func (s failingAfter) ProcessDue(ctx context.Context, p store.ClaimParams, fn func(ctx context.Context, tx *store.Tx) error) (store.Batch, error) {
+	batch, _ := s.DB.ProcessDue(ctx, p, fn)
+	return batch, s.err
 }
 
 func TestUnknownTypesAreIgnored(t *testing.T) {
