@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -329,6 +330,14 @@ func (w *Worker) runBatch(ctx context.Context, name string, part partition, limi
 	// failed took the batch down with it: record its failure, and process
 	// the others again one at a time.
 	w.logger.Debug().Err(cause).Str("worker", name).Int("events", batch.Claimed).Msg("batch rolled back; processing its events one at a time")
+	if !slices.ContainsFunc(batch.Leased, func(ev store.Event) bool { return ev.ID == failed.ID }) {
+		// Released, and processed, in its dependency's transaction, failed
+		// is not leased to this worker: it has no attempt to record, and
+		// is due again once its dependency is applied. Its failure is
+		// logged here, once.
+		w.logger.Warn().Err(cause).Str("event_id", failed.ID).Str("type", failed.Type).Str("customer_id", failed.CustomerID).
+			Int("attempt", failed.Attempts+1).Str("worker", name).Msg("failed in its dependency's transaction; due again once that is applied")
+	}
 	return batch, w.processEach(ctx, name, batch.Leased, failed, cause)
 }
 

@@ -1,9 +1,12 @@
 package reconcile_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,6 +114,43 @@ func TestReleasedEventFailureIsItsOwn(t *testing.T) {
 		h.waitOutcome(t, paid.ID, store.OutcomeApplied)
 		require.Equal(t, []string{"applied"}, attemptOutcomes(t, db, created.ID))
 		require.Equal(t, []string{"deferred", "released", "failed", "applied"}, attemptOutcomes(t, db, paid.ID))
+	})
+}
+
+// A released event that fails in its dependency's transaction is not
+// leased to the worker, which has no attempt to record for it: its failure
+// is logged, with its cause, and it is due again.
+func TestAReleasedEventsFailureInItsDependencysTransactionIsLogged(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "rellog"})
+		paid, created := find(t, s, "invoice.paid"), find(t, s, "customer.created")
+		var logs bytes.Buffer
+		w, err := reconcile.NewWorker(reconcile.Config{Handlers: map[string]reconcile.HandlerFunc{
+			"invoice.paid": func(context.Context, *sqlx.Tx, reconcile.Event) error { return errors.New("ledger unavailable") },
+		}}, db, zerolog.New(&logs))
+		require.NoError(t, err)
+		ctx := context.Background()
+		insert(t, db, paid, time.Now())
+		_, err = w.RunOnce(ctx, "w")
+		require.NoError(t, err)
+		insert(t, db, created, time.Now())
+		_, err = w.RunOnce(ctx, "w")
+		require.NoError(t, err)
+
+		require.Equal(t, []string{"applied"}, attemptOutcomes(t, db, created.ID))
+		require.Equal(t, store.StatusPending, event(t, db, paid.ID).Status, "released again")
+		var lines []map[string]any
+		for line := range strings.Lines(logs.String()) {
+			var l map[string]any
+			require.NoError(t, json.Unmarshal([]byte(line), &l))
+			if l["event_id"] == paid.ID && l["level"] == "warn" {
+				lines = append(lines, l)
+			}
+		}
+		require.Len(t, lines, 1, "the failure is logged once: %s", logs.String())
+		require.Equal(t, "handler for invoice.paid: ledger unavailable", lines[0]["error"])
+		require.Equal(t, paid.CustomerID, lines[0]["customer_id"])
 	})
 }
 
