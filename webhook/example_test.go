@@ -48,7 +48,7 @@ func ExampleNewHandler() {
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/stripe", h)
 	mux.Handle("GET /healthz", webhook.Healthz())
-	mux.Handle("GET /readyz", webhook.Readyz(db))
+	mux.Handle("GET /readyz", webhook.Readyz(db, zerolog.Nop()))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 

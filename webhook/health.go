@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/orderhook/orderhook/store"
 )
 
@@ -35,12 +37,15 @@ func Healthz() http.Handler {
 
 // Readyz returns the readiness handler: 200 {"status":"ready"} when r.Ready
 // succeeds within a short timeout, otherwise 503 with Retry-After and a
-// store-unavailable problem whose detail says why.
-func Readyz(r Readiness) http.Handler {
+// store-unavailable problem whose detail says why. It logs each failed check
+// to logger, at warn, with its cause, which the answer leaves out when it is
+// the driver's.
+func Readyz(r Readiness, logger zerolog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		ctx, cancel := context.WithTimeout(req.Context(), readyTimeout)
 		defer cancel()
 		if err := r.Ready(ctx); err != nil {
+			logger.Warn().Err(err).Str("request_id", RequestID(req.Context())).Msg("not ready")
 			spec := kindStoreUnavailable.spec()
 			w.Header().Set("Retry-After", retryAfterSeconds)
 			WriteProblem(w, Problem{Type: ProblemTypePrefix + spec.name, Title: spec.title, Status: spec.status, Detail: notReady(err)})

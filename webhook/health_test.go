@@ -1,13 +1,16 @@
 package webhook_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/orderhook/orderhook/store"
@@ -48,26 +51,36 @@ func TestReadyz(t *testing.T) {
 	t.Parallel()
 	t.Run("ready store", func(t *testing.T) {
 		t.Parallel()
-		a := get(t, webhook.Readyz(sqlite(t)))
+		var logs bytes.Buffer
+		a := get(t, webhook.Readyz(sqlite(t), zerolog.New(&logs)))
 		require.Equal(t, 200, a.status, string(a.body))
 		require.JSONEq(t, `{"status":"ready"}`, string(a.body))
+		require.Empty(t, logs.String())
 	})
 	for _, tc := range []struct {
 		name   string
 		r      webhook.Readiness
 		detail string
+		cause  string
 	}{
-		{"unreachable", readiness{err: fmt.Errorf("ping: %w: dial tcp 10.0.0.1:5432: connect: connection refused", store.ErrUnavailable)}, "the database cannot be reached"},
-		{"not migrated", readiness{err: errors.New("migrations pending: run orderhook migrate")}, "run orderhook migrate"},
-		{"hung", readiness{block: true}, "did not answer within 2s"},
+		{"unreachable", readiness{err: fmt.Errorf("ping: %w: dial tcp 10.0.0.1:5432: connect: connection refused", store.ErrUnavailable)}, "the database cannot be reached", "10.0.0.1:5432: connect: connection refused"},
+		{"not migrated", readiness{err: errors.New("migrations pending: run orderhook migrate")}, "run orderhook migrate", "migrations pending"},
+		{"hung", readiness{block: true}, "did not answer within 2s", "context deadline exceeded"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			a := get(t, webhook.Readyz(tc.r))
+			var logs bytes.Buffer
+			a := get(t, webhook.Readyz(tc.r, zerolog.New(&logs)))
 			p := requireProblem(t, a, 503, "store-unavailable")
 			require.Equal(t, "5", a.header.Get("Retry-After"))
 			require.Contains(t, p.Detail, tc.detail)
 			require.NotContains(t, p.Detail, "10.0.0.1")
+
+			var line struct{ Level, Error, Message string }
+			require.NoError(t, json.Unmarshal(logs.Bytes(), &line), "one line: %s", logs.String())
+			require.Equal(t, "warn", line.Level)
+			require.Equal(t, "not ready", line.Message)
+			require.Contains(t, line.Error, tc.cause, "the cause is logged")
 		})
 	}
 }

@@ -380,7 +380,7 @@ type observers struct {
 func newHTTPServer(cfg serveConfig, wcfg reconcile.Config, db *store.DB, obs observers, logger zerolog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", webhook.Healthz())
-	mux.Handle("GET /readyz", webhook.Readyz(db))
+	mux.Handle("GET /readyz", webhook.Readyz(db, logger.With().Str("component", "http").Logger()))
 	mux.Handle("GET /metrics", obs.metrics.Handler())
 	if cfg.adminToken != "" {
 		h, err := admin.NewHandler(admin.Config{Token: cfg.adminToken}, db, logger)
