@@ -44,7 +44,7 @@ func (f *benchFlags) register(flags *pflag.FlagSet) {
 	flags.IntVar(&w.PayloadBytes, "payload-bytes", bench.DefaultPayloadBytes, "approximate size of each event")
 	flags.IntVar(&w.Interleave, "interleave", bench.DefaultInterleave, "customers whose reversed lifecycles are delivered interleaved")
 	flags.BoolVar(&w.LateCustomers, "late-customers", false, "hold back the events that create a customer ("+strings.Join(reconcile.DefaultCustomerEvents, ", ")+
-		") until every other event is applied or deferred, then deliver them: every event that needs its customer is released (the wait counts in neither ingest nor applied)")
+		") until every other event is applied or deferred, then deliver them: every event that needs its customer is released (the wait, in which the server applies or defers the events delivered before it, counts in neither ingest nor applied)")
 	flags.Uint64Var(&w.Seed, "seed", 0, "workload seed, to repeat a run's order (0: random; the report prints it)")
 	flags.IntVar(&f.cfg.Concurrency, "concurrency", bench.DefaultConcurrency, "deliveries in flight, and INSERTs in flight for the engine limit")
 	flags.DurationVar(&f.cfg.Timeout, "timeout", bench.DefaultTimeout, "how long to wait, after the last answer, for everything to be applied")

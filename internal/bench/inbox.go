@@ -32,14 +32,23 @@ func count(ctx context.Context, db *store.DB, idPrefix string, statuses ...store
 	return n, nil
 }
 
-// pollUntilNone calls count every period until it returns 0, and returns
-// when it did. It calls seen with every count. It returns an error when ctx
-// ends first.
-func pollUntilNone(ctx context.Context, every time.Duration, count func() (int, error), seen func(int)) (time.Time, error) {
-	t := time.NewTicker(every)
+// pollUntilNone calls count every settlePoll, or every settlePollFine once
+// it returned at most settleFineBelow, until it returns 0, and returns when
+// it did. It calls seen with every count. It returns an error when ctx ends
+// first.
+func pollUntilNone(ctx context.Context, count func() (int, error), seen func(int)) (time.Time, error) {
+	t := time.NewTimer(0)
 	defer t.Stop()
 	left := -1 // not counted yet
 	for {
+		select {
+		case <-ctx.Done():
+			if left < 0 {
+				return time.Time{}, ctx.Err()
+			}
+			return time.Time{}, fmt.Errorf("%d events still to go: %w", left, ctx.Err())
+		case <-t.C:
+		}
 		n, err := count()
 		switch {
 		case err != nil && ctx.Err() != nil && left >= 0: // ctx ended during the count
@@ -52,20 +61,24 @@ func pollUntilNone(ctx context.Context, every time.Duration, count func() (int, 
 		if n == 0 {
 			return time.Now(), nil
 		}
-		select {
-		case <-ctx.Done():
-			return time.Time{}, fmt.Errorf("%d events still to go: %w", n, ctx.Err())
-		case <-t.C:
-		}
+		t.Reset(pollPeriod(n))
 	}
+}
+
+// pollPeriod is the wait before the next count when left events are left.
+func pollPeriod(left int) time.Duration {
+	if left <= settleFineBelow {
+		return settlePollFine
+	}
+	return settlePoll
 }
 
 // waitSettled polls until none of the run's events is pending or deferred,
 // and returns when it saw that. It calls tick once per event of total seen
 // settled. It returns an error when ctx ends first.
-func waitSettled(ctx context.Context, db *store.DB, idPrefix string, every time.Duration, total int, tick func()) (time.Time, error) {
+func waitSettled(ctx context.Context, db *store.DB, idPrefix string, total int, tick func()) (time.Time, error) {
 	settled := 0
-	at, err := pollUntilNone(ctx, every, func() (int, error) {
+	at, err := pollUntilNone(ctx, func() (int, error) {
 		return count(ctx, db, idPrefix, store.StatusPending, store.StatusDeferred)
 	}, func(n int) {
 		for ; settled < total-n; settled++ {
@@ -81,8 +94,8 @@ func waitSettled(ctx context.Context, db *store.DB, idPrefix string, every time.
 // waitNonePending polls until none of the run's events is pending: every one
 // stored is applied, ignored or deferred. It returns an error when ctx ends
 // first.
-func waitNonePending(ctx context.Context, db *store.DB, idPrefix string, every time.Duration) error {
-	_, err := pollUntilNone(ctx, every, func() (int, error) {
+func waitNonePending(ctx context.Context, db *store.DB, idPrefix string) error {
+	_, err := pollUntilNone(ctx, func() (int, error) {
 		return count(ctx, db, idPrefix, store.StatusPending)
 	}, func(int) {})
 	if err != nil {
@@ -93,10 +106,9 @@ func waitNonePending(ctx context.Context, db *store.DB, idPrefix string, every t
 
 // Outcome is the state of the run's events in the inbox.
 type Outcome struct {
-	Stored      int                  // distinct events in the inbox
-	Counts      map[store.Status]int // stored events by status
-	LastApplied time.Time            // the latest applied_at, on the server's clock; zero when none
-	Release     deliver.Latency      // applied_at − released_at of every event a dependency released
+	Stored  int                  // distinct events in the inbox
+	Counts  map[store.Status]int // stored events by status
+	Release deliver.Latency      // applied_at − released_at of every event a dependency released
 	// ReleasedAndApplied counts the released events applied by the very
 	// transaction that released them (applied_at = released_at).
 	ReleasedAndApplied int
@@ -126,9 +138,6 @@ func readOutcome(ctx context.Context, db *store.DB, idPrefix string) (Outcome, e
 		o.Counts[r.Status]++
 		if r.AppliedAt == nil {
 			continue
-		}
-		if r.AppliedAt.After(o.LastApplied) {
-			o.LastApplied = *r.AppliedAt
 		}
 		if r.ReleasedAt != nil {
 			release = append(release, r.AppliedAt.Sub(*r.ReleasedAt))
