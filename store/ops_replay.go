@@ -65,7 +65,11 @@ func (db *DB) Replay(ctx context.Context, p ReplayParams) (ReplayResult, error) 
 	}
 	var res ReplayResult
 	switch {
-	case len(dedupe(p.IDs)) > 0:
+	case len(p.IDs) > 0:
+		if len(dedupe(p.IDs)) == 0 {
+			// Not a filter of nothing: that would replay every row.
+			return ReplayResult{}, fmt.Errorf("%w: the event ids are blank", ErrInvalidInput)
+		}
 		if f := p.Filter; len(f.Types) > 0 || f.CustomerID != "" || !f.Since.IsZero() || !f.Until.IsZero() {
 			return ReplayResult{}, fmt.Errorf("%w: name events or filter them, not both", ErrInvalidInput)
 		}

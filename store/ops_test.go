@@ -192,6 +192,15 @@ func TestReplayNamedEvents(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrInvalidInput)
 		_, err = db.Replay(ctx, store.ReplayParams{IDs: []string{"evt_2"}, Filter: store.EventFilter{CustomerID: "cus_b"}, Now: opsT0})
 		require.ErrorIs(t, err, store.ErrInvalidInput)
+
+		// Blank ids name nothing: they are not a filter that selects every
+		// dead row.
+		storetest.Seed(t, db, storetest.Row{ID: "evt_dead9", Type: "invoice.paid", CustomerID: "cus_c", Status: store.StatusDead, Received: opsT0})
+		_, err = db.Replay(ctx, store.ReplayParams{IDs: []string{"", " "}, Filter: store.EventFilter{Statuses: []store.Status{store.StatusDead}}, Now: opsT0})
+		require.ErrorIs(t, err, store.ErrInvalidInput)
+		ev, err = db.Event(ctx, "evt_dead9")
+		require.NoError(t, err)
+		require.Equal(t, store.StatusDead, ev.Status)
 	})
 }
 

@@ -99,6 +99,7 @@ func TestDeadReplayNamed(t *testing.T) {
 			{"dead", "replay", "evt_4", "--type", "invoice.paid"},
 			{"dead", "replay", "--all", "--since", "tomorrow"},
 			{"dead", "replay", "evt_4"}, // not a terminal, no --yes
+			{"dead", "replay", "", " ", "--yes"},
 		} {
 			_, _, err := c.run("", args...)
 			requireExit(t, 2, err)
@@ -107,7 +108,7 @@ func TestDeadReplayNamed(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "would replay evt_4\n", out)
 
-		out, _, err = c.run("", "dead", "replay", "evt_4", "evt_2", "--yes")
+		out, _, err = c.run("", "dead", "replay", " evt_4", "evt_2 ", "--yes")
 		requireExit(t, 1, err)
 		require.Equal(t, "replayed evt_4\nrefused evt_2: it is deferred, not dead\n", out)
 	})

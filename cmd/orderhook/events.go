@@ -302,8 +302,9 @@ func (a *app) printReplay(ids []string, res store.ReplayResult, asJSON bool) err
 		}
 		seen := make(map[string]bool, len(ids))
 		for _, id := range ids {
+			id = strings.TrimSpace(id) // as the store reads it
 			switch {
-			case seen[id]:
+			case id == "", seen[id]:
 			case refused[id] != "":
 				fmt.Fprintf(a.stdout, "refused %s: %s\n", id, refused[id])
 			default:
