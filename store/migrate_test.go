@@ -78,6 +78,16 @@ func TestRedact(t *testing.T) {
 	require.Equal(t, "postgres://app:xxxxx@db:5432/x", store.Redact("postgres://app:s3cret@db:5432/x"))
 	require.Equal(t, "postgres://app@db/x", store.Redact("postgres://app@db/x"))
 	require.Equal(t, "sqlite:orderhook.db", store.Redact("sqlite:orderhook.db"))
+	require.Equal(t, "postgres://app@db/x?password=xxxxx&sslmode=disable&sslpassword=xxxxx",
+		store.Redact("postgres://app@db/x?sslmode=disable&password=s3cret&sslpassword=s3cret"))
+	require.Equal(t, "postgres:(not shown: it does not parse)", store.Redact("postgres://app:p%ss@db/x"))
+	require.Equal(t, "database:(not shown: it does not parse)", store.Redact("p%ss word:x"))
+
+	// Nor does the error of a URL that does not parse show its password.
+	_, err := store.Open(context.Background(), "postgres://app:p%zz@db/x")
+	require.ErrorContains(t, err, "percent-encode")
+	require.NotContains(t, err.Error(), "p%zz")
+	require.NotContains(t, err.Error(), "%zz")
 }
 
 // On a server that has lz4, payloads are stored with it (00008).

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -97,7 +98,9 @@ func parseURL(rawURL string) (Dialect, string, error) {
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
 		u, err := url.Parse(rawURL)
 		if err != nil {
-			return "", "", fmt.Errorf("database URL %s: %w", Redact(rawURL), err)
+			// err quotes the URL, and its cause a piece of it: most often
+			// of a password with a character that is not percent-encoded.
+			return "", "", fmt.Errorf("database URL %s does not parse: percent-encode the special characters of its user and password (%% as %%25, @ as %%40, / as %%2F, : as %%3A)", Redact(rawURL))
 		}
 		// Times come back in UTC whatever the server's default zone, and
 		// binary parameters let lib/pq run each statement in one round trip
@@ -136,14 +139,34 @@ func sqliteDSN(path string) string {
 	return "file:" + path + "?" + q.Encode()
 }
 
-// Redact hides the password in a database URL so that it can be logged.
+// secretParams are the URL parameters lib/pq takes secrets from.
+var secretParams = []string{"password", "sslpassword"}
+
+// Redact hides the secrets of a database URL so that it can be logged: the
+// user's password and the password parameters. A URL that does not parse
+// is shown as its scheme alone, since what does not parse is most often a
+// password.
 func Redact(rawURL string) string {
 	u, err := url.Parse(rawURL)
-	if err != nil || u.User == nil {
-		return rawURL
+	if err != nil {
+		scheme, _, _ := strings.Cut(rawURL, ":")
+		if _, err := url.Parse(scheme + ":"); err != nil {
+			scheme = "database"
+		}
+		return scheme + ":(not shown: it does not parse)"
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	if q := u.Query(); slices.ContainsFunc(secretParams, q.Has) {
+		for _, k := range secretParams {
+			if q.Has(k) {
+				q.Set(k, "xxxxx")
+			}
+		}
+		u.RawQuery = q.Encode()
 	}
 	return u.String()
 }
