@@ -56,8 +56,9 @@ compose-config: ## Validate docker-compose.yml
 	STRIPE_WEBHOOK_SECRET=whsec_check docker-compose -f docker-compose.yml config -q
 
 .PHONY: rules
-rules: ## Validate the Prometheus alert rules (promtool, from Debian's prometheus package)
+rules: ## Validate and unit-test the Prometheus alert rules (promtool, from Debian's prometheus package)
 	promtool check rules deploy/prometheus/orderhook.rules.yml
+	promtool test rules deploy/prometheus/orderhook.rules.test.yml
 
 .PHONY: docker
 docker: ## Build the container image
