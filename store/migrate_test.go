@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -88,6 +89,30 @@ func TestRedact(t *testing.T) {
 	require.ErrorContains(t, err, "percent-encode")
 	require.NotContains(t, err.Error(), "p%zz")
 	require.NotContains(t, err.Error(), "%zz")
+}
+
+// 00008 runs on a server older than 14, which does not know SET
+// COMPRESSION: PL/pgSQL parses a block's statements before it runs any, so
+// the version check alone would not keep the ALTER from failing. Here its
+// blocks run with a version no server has and a syntax no server knows.
+func TestPayloadCompressionMigrationRunsOnOlderServers(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	sql, err := os.ReadFile("migrations/postgres/00008_payload_lz4.sql")
+	require.NoError(t, err)
+	blocks := 0
+	for _, part := range strings.Split(string(sql), "-- +goose StatementBegin")[1:] {
+		block, _, ok := strings.Cut(part, "-- +goose StatementEnd")
+		require.True(t, ok)
+		require.Contains(t, block, "140000")
+		require.Contains(t, block, "SET COMPRESSION")
+		block = strings.ReplaceAll(block, "140000", "990000")
+		block = strings.ReplaceAll(block, "SET COMPRESSION", "SET NO_SUCH_SYNTAX")
+		_, err := db.SQLX().Exec(block)
+		require.NoError(t, err, "block %d", blocks+1)
+		blocks++
+	}
+	require.Equal(t, 2, blocks, "Up and Down")
 }
 
 // On a server that has lz4, payloads are stored with it (00008).

@@ -10,12 +10,14 @@
 -- transactions under way on the table and holds back the inbox INSERTs
 -- meanwhile, as 00006's and 00007's builds do. It needs PostgreSQL 14 built
 -- with lz4 (Debian's, Ubuntu's, RHEL's and the official image are):
--- elsewhere payloads keep the server's default.
+-- elsewhere payloads keep the server's default. The ALTER is EXECUTEd from
+-- a string: PL/pgSQL parses a block's statements before it runs any, and
+-- a server older than 14 does not know SET COMPRESSION.
 -- +goose StatementBegin
 DO $$
 BEGIN
     IF current_setting('server_version_num')::int >= 140000 THEN
-        ALTER TABLE webhook_events ALTER COLUMN payload SET COMPRESSION lz4;
+        EXECUTE 'ALTER TABLE webhook_events ALTER COLUMN payload SET COMPRESSION lz4';
     END IF;
 EXCEPTION WHEN feature_not_supported THEN
     RAISE NOTICE 'this server has no lz4: payloads keep its default compression';
@@ -28,7 +30,7 @@ $$;
 DO $$
 BEGIN
     IF current_setting('server_version_num')::int >= 140000 THEN
-        ALTER TABLE webhook_events ALTER COLUMN payload SET COMPRESSION default;
+        EXECUTE 'ALTER TABLE webhook_events ALTER COLUMN payload SET COMPRESSION default';
     END IF;
 END
 $$;
