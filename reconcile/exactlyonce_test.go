@@ -120,7 +120,9 @@ func readMirror(t *testing.T, db *store.DB) scenario.Want {
 
 // An event received by one replica wakes the workers of another at once:
 // the worker's poll interval is an hour, so only LISTEN/NOTIFY can deliver
-// the wake-up, for the insert and for the release.
+// the wake-up, for each insert. (The batch that applies the customer
+// applies the invoice it releases itself, so no NOTIFY of the release is
+// owed here: TestBatchApplyingWhatItReleasesNotifiesNobody.)
 func TestNotifyWakesWorkersOfAnotherReplica(t *testing.T) {
 	t.Parallel()
 	url := storetest.PostgresURL(t)

@@ -22,10 +22,15 @@ import (
 	"github.com/orderhook/orderhook/webhook"
 )
 
-// The ordering property: however a billing scenario is delivered — each of
-// many random orders, with random duplicates, concurrently, through HTTP, to
-// a server with four workers — the final mirror equals the in-order mirror,
-// every event is applied exactly once, and nothing is left waiting.
+// The convergence property: however a billing scenario is delivered — each
+// of many random orders, with random duplicates, concurrently, through HTTP,
+// to a server with four workers — the final mirror equals the in-order
+// mirror, every event is applied exactly once, and nothing is left waiting.
+// The mirror shows the supersede rules, not the order of application (an
+// invoice applied before its customer would leave the same rows), and the
+// four loops partition the customers, so they do not contend: the order is
+// checked by TestReplicas's requireCustomerOrder and the bench's
+// --late-customers test, contention by TestTwoReconcilersApplyExactlyOnce.
 //
 // Each order is a full scenario of 20 customers under its own id prefix, so
 // all orders share one database and one run. By default PostgreSQL checks 200

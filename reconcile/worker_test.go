@@ -332,7 +332,10 @@ func TestExpiredLeaseIsTakenOverOnce(t *testing.T) {
 		insert(t, db, created, clk.Now())
 
 		claimed := storetest.Lease(t, db, "doomed", clk.Now().Add(time.Minute), created.ID)
-		// The doomed worker dies mid-transaction, after writing the mirror.
+		// The doomed worker's transaction fails after its mirror write
+		// (held in memory on PostgreSQL) and rolls back, as a crash's would;
+		// a connection that dies under a transaction is
+		// TestProcessDueLeavesNothingBehindWhenItsConnectionDies.
 		dying, die := context.WithCancel(ctx)
 		err := db.Process(dying, claimed[0], "doomed", clk.Now(), func(ctx context.Context, tx *store.Tx) error {
 			require.NoError(t, tx.EnsureCustomer(ctx, created.CustomerID))

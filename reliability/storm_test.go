@@ -27,11 +27,13 @@ import (
 // times at once across three replicas by three `orderhook send --until-2xx`
 // processes, are stored once and applied once.
 //
-// Mechanisms: INSERT … ON CONFLICT (event_id) DO NOTHING (one row, exactly
-// one `accepted` answer per event across the replicas — a check-then-insert
-// would answer `accepted` several times and fail on the primary key), and the
-// claim in the apply transaction with the guarded status change (one
-// `applied` history row per event).
+// Mechanisms: the primary key on event_id, with INSERT … ON CONFLICT
+// (event_id) DO NOTHING (one row, exactly one `accepted` answer per event
+// across the replicas; a batch refused on the key would be retried one row
+// at a time, so the key is the guard the result rests on), and the claim in
+// the apply transaction with the guarded status change (one `applied`
+// history row per event). The copies are sent at once, but nothing checks
+// that two of them overlapped in the database.
 func TestDuplicateStorm(t *testing.T) {
 	t.Parallel()
 	sz := currentSize(t)

@@ -293,3 +293,41 @@ func TestInsertOfACommonBatchSizeIsPrepared(t *testing.T) {
 		require.False(t, store.InsertPrepared(db, 65), "a batch of more than 64 rows is not prepared")
 	})
 }
+
+// The inbox insert, which a 2xx promises, commits synchronously: a crash of
+// PostgreSQL right after the answer keeps the row. The reconciler's
+// transactions commit without waiting for the WAL flush, and an insert
+// that did the same would pass every test that kills orderhook but not the
+// database; a trigger records the setting each inserted row was written
+// under, single rows and batches, prepared and not.
+func TestInboxInsertsCommitSynchronously(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	_, err := db.SQLX().ExecContext(ctx, `
+		CREATE TABLE insert_durability (event_id text, synchronous_commit text);
+		CREATE FUNCTION record_durability() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			INSERT INTO insert_durability VALUES (NEW.event_id, current_setting('synchronous_commit'));
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER record_durability BEFORE INSERT ON webhook_events
+			FOR EACH ROW EXECUTE FUNCTION record_durability();`)
+	require.NoError(t, err)
+
+	const n = 40
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := db.InsertEvent(ctx, newEvent(fmt.Sprintf("evt_sync%02d", i), fmt.Sprintf("cus_sync%02d", i), t0))
+			require.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	var settings []string
+	require.NoError(t, db.SQLX().SelectContext(ctx, &settings, `SELECT DISTINCT synchronous_commit FROM insert_durability`))
+	require.Equal(t, []string{"on"}, settings)
+	var rows int
+	require.NoError(t, db.SQLX().GetContext(ctx, &rows, `SELECT count(*) FROM insert_durability`))
+	require.Equal(t, n, rows)
+}
