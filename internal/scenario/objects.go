@@ -65,6 +65,16 @@ func (c customerState) customerObject(deleted bool) customerObject {
 	}
 }
 
+// deletedCustomer is the object of customer i's customer.deleted in one of
+// two shapes real deliveries carry, by i: the whole customer with
+// "deleted": true, or without the key (stripe-ruby-mock's fixture). A third,
+// the id alone (stripe-sync-engine's), is not generated: the tombstone it
+// leaves keeps the fields as they were when it was applied, so they depend
+// on the delivery order (README, "Dependencies").
+func (c customerState) deletedCustomer(i int) customerObject {
+	return c.customerObject(i%2 == 0)
+}
+
 // customerRef is `customer` as an id or, expanded, as the object.
 func (c customerState) customerRef() any {
 	if c.expand {

@@ -1,8 +1,11 @@
 package scenario
 
 import (
+	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -52,4 +55,38 @@ func TestGeneratePadsPayloads(t *testing.T) {
 	}
 	small := Generate(Config{Customers: 5, Seed: 3, Prefix: "p", PayloadBytes: 100})
 	require.Equal(t, Generate(Config{Customers: 5, Seed: 3, Prefix: "p"}), small, "a size below the natural size pads nothing")
+}
+
+// The scenarios reach every key of the supersede rules: customers updated in
+// the second they were created (only the event types tell the order),
+// invoices finalized in the second they were created (only the lifecycle
+// rank does), and deletions with and without the "deleted" key.
+func TestGenerateCoversTheTieBreaks(t *testing.T) {
+	t.Parallel()
+	s := Generate(Config{Customers: 60, Seed: 5, Prefix: "tb"})
+	created := map[string]time.Time{} // of each object's *.created event, by object id
+	sameSecond := map[string]int{}
+	shapes := map[string]int{}
+	for _, ev := range s.Events {
+		env, err := stripeevent.Parse(ev.Payload)
+		require.NoError(t, err)
+		switch ev.Type {
+		case "customer.created", "invoice.created":
+			created[env.ObjectID] = ev.Created
+		case "customer.updated", "invoice.finalized":
+			if at, ok := created[env.ObjectID]; ok && at.Equal(ev.Created) {
+				sameSecond[ev.Type]++
+			}
+		case "customer.deleted":
+			shapes[fmt.Sprint(bytes.Contains(ev.Payload, []byte(`"deleted":true`)))]++
+		}
+	}
+	require.Positive(t, sameSecond["customer.updated"], "customer updated in its creation's second")
+	require.Positive(t, sameSecond["invoice.finalized"], "invoice finalized in its creation's second")
+	require.Len(t, shapes, 2, "deletions with and without the key: %v", shapes)
+	for id, c := range s.Want.Customers {
+		if c.Deleted {
+			require.NotEmpty(t, c.Email, "%s: a tombstone keeps the email", id)
+		}
+	}
 }
