@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -54,14 +56,24 @@ func (g *globalFlags) logger(w io.Writer) (zerolog.Logger, error) {
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
 }
 
-// openStore opens the configured database; a URL of an unknown form is a
-// usage error.
+// openTimeout bounds connecting to the database at start: a server that
+// accepts the connection and never answers would otherwise hold a command,
+// serve included, for ever and without a word.
+const openTimeout = 10 * time.Second
+
+// openStore opens the configured database within openTimeout; a URL of an
+// unknown form is a usage error.
 func (g *globalFlags) openStore(cmd *cobra.Command) (*store.DB, error) {
 	if !strings.HasPrefix(g.db, "sqlite:") && !strings.HasPrefix(g.db, "postgres://") && !strings.HasPrefix(g.db, "postgresql://") {
 		return nil, usagef("--db %q: use sqlite:PATH or postgres://USER@HOST:PORT/DB", store.Redact(g.db))
 	}
-	db, err := store.Open(cmd.Context(), g.db)
-	if err != nil {
+	ctx, cancel := context.WithTimeout(cmd.Context(), openTimeout)
+	defer cancel()
+	db, err := store.Open(ctx, g.db)
+	switch {
+	case err != nil && ctx.Err() != nil && cmd.Context().Err() == nil:
+		return nil, fmt.Errorf("open database: no answer within %s: %w", openTimeout, err)
+	case err != nil:
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	return db, nil

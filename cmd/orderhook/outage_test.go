@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,5 +158,52 @@ func requireAllApplied(t *testing.T, db *store.DB, n int) {
 	require.Len(t, rows, n)
 	for _, r := range rows {
 		require.Equal(t, "applied", r.Status, r.ID)
+	}
+}
+
+// A database that accepts connections and never answers ends serve at
+// start, within openTimeout and with a message, instead of holding it for
+// ever without a word.
+func TestAHungDatabaseAtStartEndsServe(t *testing.T) {
+	t.Parallel()
+	proxied, proxy := storetest.ThroughProxy(t, storetest.PostgresURL(t))
+	proxy.FreezeFor(t, hungFor)
+	ctx, cancel := context.WithTimeout(context.Background(), hungFor/2) // without the bound, run ends here
+	defer cancel()
+	err := run(ctx, []string{"serve", "--db", proxied, "--addr", "127.0.0.1:0", "--secret", "whsec_hungstart"},
+		env(nil), strings.NewReader(""), io.Discard, io.Discard)
+	require.ErrorContains(t, err, "open database: no answer within 10s")
+}
+
+// A stop does not wait longer than its grace for a client that is still
+// sending its body, and is not a failure because of it.
+func TestAStopClosesTheConnectionsOfSlowClients(t *testing.T) {
+	t.Parallel()
+	srv := startServe(t, env(nil), "--db", storetest.SQLiteURL(t), "--secret", "whsec_slowclient")
+	u, err := url.Parse(srv.url)
+	require.NoError(t, err)
+	conn, err := net.Dial("tcp", u.Host)
+	require.NoError(t, err)
+	defer func() { _ = conn.Close() }()
+	_, err = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"+
+		"Stripe-Signature: t=1700000000,v1=%s\r\nContent-Length: 1000\r\n\r\n{", u.Path, u.Host, strings.Repeat("0", 64))
+	require.NoError(t, err)
+	drip := time.NewTicker(500 * time.Millisecond) // a byte now and then, never the whole body
+	defer drip.Stop()
+	stopped := make(chan error, 1)
+	go func() {
+		time.Sleep(200 * time.Millisecond) // the request is under way
+		stopped <- srv.stop()
+	}()
+	start := time.Now()
+	for {
+		select {
+		case err := <-stopped:
+			require.NoError(t, err)
+			require.Less(t, time.Since(start), httpStopGrace+5*time.Second)
+			return
+		case <-drip.C:
+			_, _ = conn.Write([]byte(" "))
+		}
 	}
 }

@@ -298,6 +298,10 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 	return a.runServer(ctx, cfg, db, ln, logger)
 }
 
+// httpStopGrace is how long a stop waits for the requests under way: longer
+// than a delivery's insert may take (a group-commit batch's 10 s).
+const httpStopGrace = 15 * time.Second
+
 // runServer serves HTTP on ln and runs the worker until ctx is done, then
 // shuts down: stop accepting, finish in-flight requests and transactions.
 func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, logger zerolog.Logger) error {
@@ -344,9 +348,19 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpStopGrace)
 		defer cancel()
-		return srv.Shutdown(shutdownCtx)
+		err := srv.Shutdown(shutdownCtx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			// Requests still under way after the grace are clients still
+			// sending their body (the read timeout is twice as long), or
+			// waiting for a database that does not answer: none of them is
+			// acknowledged. Their connections are closed, and a stop is
+			// not a failure because of them.
+			logger.Warn().Dur("grace", httpStopGrace).Msg("closing the connections of requests still under way")
+			return srv.Close()
+		}
+		return err
 	})
 	if cfg.role != roleReceiver {
 		var st reconcile.Store = db
