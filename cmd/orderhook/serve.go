@@ -234,6 +234,9 @@ func (f serveFlags) validate() (serveConfig, error) {
 	if len(f.customerEvents) == 0 {
 		return c, usagef("--customer-events: name at least one event type")
 	}
+	if f.adminToken != "" && strings.TrimSpace(f.adminToken) == "" {
+		return c, usagef("--admin-token is blank: give a token, or none to disable the admin API")
+	}
 	if f.ingestYield != ingestAuto {
 		d, err := time.ParseDuration(f.ingestYield)
 		if err != nil || d < 0 {
@@ -274,6 +277,19 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 		cfg.generated = true
 	}
 	ctx := cmd.Context()
+	// Tracing is configured by the environment: check it before anything
+	// is migrated or listened on.
+	tr, err := trace.New(ctx, a.getenv)
+	if err != nil {
+		return usageError{err}
+	}
+	defer func() {
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(shutdownCtx); err != nil {
+			logger.Warn().Err(err).Msg("flush traces")
+		}
+	}()
 	db, err := a.globals.openStore(cmd)
 	if err != nil {
 		return err
@@ -294,8 +310,9 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
 	}
+	defer ln.Close() // the server closes it once it serves; this is for the returns before
 	a.printBanner(cfg, ln.Addr().String())
-	return a.runServer(ctx, cfg, db, ln, logger)
+	return a.runServer(ctx, cfg, db, ln, tr, logger)
 }
 
 // httpStopGrace is how long a stop waits for the requests under way: longer
@@ -304,7 +321,7 @@ const httpStopGrace = 15 * time.Second
 
 // runServer serves HTTP on ln and runs the worker until ctx is done, then
 // shuts down: stop accepting, finish in-flight requests and transactions.
-func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, logger zerolog.Logger) error {
+func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, tr *trace.Tracing, logger zerolog.Logger) error {
 	wcfg := reconcile.Config{
 		Name:              workerName(),
 		Workers:           cfg.workers,
@@ -324,17 +341,6 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 		return err
 	}
 	wcfg.OnTransition = m.ObserveTransition
-	tr, err := trace.New(ctx, a.getenv)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := tr.Shutdown(shutdownCtx); err != nil {
-			logger.Warn().Err(err).Msg("flush traces")
-		}
-	}()
 	srv, err := newHTTPServer(cfg, wcfg, db, observers{metrics: m, tracing: tr}, logger)
 	if err != nil {
 		return err

@@ -166,19 +166,22 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 		{"zero ingest max lag", []string{"--ingest-max-lag", "0s"}, nil, "--ingest-max-lag 0s: must be positive"},
 		{"ingest max lag from env", nil, map[string]string{"ORDERHOOK_INGEST_MAX_LAG": "a while"}, "ORDERHOOK_INGEST_MAX_LAG"},
 		{"log format", []string{"--log-format", "xml"}, nil, "use json or console"},
+		{"blank admin token", []string{"--admin-token", " "}, nil, "--admin-token is blank"},
+		{"tracing protocol", nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "only http/protobuf"},
 		{"unknown flag", []string{"--colour"}, nil, "unknown flag"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var stderr bytes.Buffer
+			var stdout, stderr bytes.Buffer
 			args := []string{"serve"}
 			if tc.env["DATABASE_URL"] == "" {
 				args = append(args, "--db", storetest.SQLiteURL(t))
 			}
 			args = append(args, tc.args...)
-			err := run(context.Background(), args, env(tc.env), strings.NewReader(""), io.Discard, &stderr)
+			err := run(context.Background(), args, env(tc.env), strings.NewReader(""), &stdout, &stderr)
 			require.ErrorContains(t, err, tc.want)
 			require.Equal(t, exitUsage, exitCode(err))
+			require.Empty(t, stdout.String(), "refused before it listened")
 		})
 	}
 }
