@@ -69,9 +69,12 @@ func (g *globalFlags) openStore(cmd *cobra.Command) (*store.DB, error) {
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), openTimeout)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	db, err := store.Open(ctx, g.db)
 	switch {
-	case err != nil && ctx.Err() != nil && cmd.Context().Err() == nil:
+	// The socket's deadline is the context's, and may fail a read a moment
+	// before the context itself ends: the clock says which ran out.
+	case err != nil && cmd.Context().Err() == nil && !time.Now().Before(deadline):
 		return nil, fmt.Errorf("open database: no answer within %s: %w", openTimeout, err)
 	case err != nil:
 		return nil, fmt.Errorf("open database: %w", err)
