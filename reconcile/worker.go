@@ -323,8 +323,10 @@ func (w *Worker) runBatch(ctx context.Context, name string, part partition, limi
 	case cause == nil:
 		// Another transaction held these customers: wait for it.
 		return batch, w.processEach(ctx, name, batch.Leased, store.Event{}, nil)
-	case failed.ID == "", errors.Is(cause, store.ErrUnavailable):
-		// No event to blame: the store failed.
+	case failed.ID == "", errors.Is(cause, store.ErrUnavailable), batch.Claimed == 0:
+		// No event to blame, or the batch could not be leased again after
+		// it rolled back (ProcessDue then returns no batch): the store
+		// failed. The events are due again.
 		return batch, w.storeFailure(inFlight, cause)
 	}
 	// failed took the batch down with it: record its failure, and process

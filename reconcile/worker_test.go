@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -154,37 +155,53 @@ func TestAReleasedEventsFailureInItsDependencysTransactionIsLogged(t *testing.T)
 	})
 }
 
-// A batch whose transaction failed outside every event's processing blames
-// none of them, though an earlier run of it (retried after a deadlock,
-// say) failed on one: the failure is the store's, and no attempt counts.
-func TestABatchThatFailsOutsideItsEventsBlamesNone(t *testing.T) {
+// A batch that fails for the store blames none of its events, and RunOnce
+// returns the failure: when its transaction failed outside every event's
+// processing though an earlier run of it (retried after a deadlock, say)
+// failed on one, and when it rolled back on an event but could not be
+// leased again (its events are then due again). No attempt counts.
+func TestABatchThatFailsForTheStoreBlamesNoEvent(t *testing.T) {
 	t.Parallel()
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
-		created := find(t, scenario.Generate(scenario.Config{Customers: 1, Prefix: "blame"}), "customer.created")
-		lost := errors.New("commit lost")
-		w, err := reconcile.NewWorker(reconcile.Config{Handlers: map[string]reconcile.HandlerFunc{
-			"customer.created": func(context.Context, *sqlx.Tx, reconcile.Event) error { return errors.New("ledger unavailable") },
-		}}, failingAfter{DB: db, err: lost}, zerolog.Nop())
-		require.NoError(t, err)
-		insert(t, db, created, time.Now())
+	for _, tc := range []struct {
+		name    string
+		noLease bool
+	}{{"outside its events", false}, {"not leased again", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			storetest.Each(t, func(t *testing.T, db *store.DB) {
+				prefix := "blame" + strconv.FormatBool(tc.noLease)
+				created := find(t, scenario.Generate(scenario.Config{Customers: 1, Prefix: prefix}), "customer.created")
+				lost := errors.New("store lost")
+				w, err := reconcile.NewWorker(reconcile.Config{Handlers: map[string]reconcile.HandlerFunc{
+					"customer.created": func(context.Context, *sqlx.Tx, reconcile.Event) error { return errors.New("ledger unavailable") },
+				}}, failingAfter{DB: db, err: lost, noLease: tc.noLease}, zerolog.Nop())
+				require.NoError(t, err)
+				insert(t, db, created, time.Now())
 
-		_, err = w.RunOnce(context.Background(), "w")
-		require.ErrorIs(t, err, lost)
-		require.Zero(t, event(t, db, created.ID).Attempts, "an attempt was counted against the event")
-		require.Empty(t, attemptOutcomes(t, db, created.ID))
-	})
+				_, err = w.RunOnce(context.Background(), "w")
+				require.ErrorIs(t, err, lost)
+				require.Zero(t, event(t, db, created.ID).Attempts, "an attempt was counted against the event")
+				require.Empty(t, attemptOutcomes(t, db, created.ID))
+			})
+		})
+	}
 }
 
 // failingAfter processes every batch and then fails it with err, as a
 // transaction whose run failed on an event, and whose retry failed outside
-// them all, does.
+// them all, does; with noLease, as one that rolled back and could not be
+// leased again, which ProcessDue reports with no batch.
 type failingAfter struct {
 	*store.DB
-	err error
+	err     error
+	noLease bool
 }
 
 func (s failingAfter) ProcessDue(ctx context.Context, p store.ClaimParams, fn func(ctx context.Context, tx *store.Tx) error) (store.Batch, error) {
-	batch, _ := s.DB.ProcessDue(ctx, p, fn)
+	batch, err := s.DB.ProcessDue(ctx, p, fn)
+	if s.noLease {
+		return store.Batch{}, fmt.Errorf("%w (and leasing the batch again failed: %w)", err, s.err)
+	}
 	return batch, s.err
 }
 
