@@ -57,13 +57,16 @@ type handler struct {
 // NewHandler returns the handler of everything under PagePrefix: the JSON
 // API under Prefix, which needs the bearer token, and the read-only page at
 // PagePrefix, whose files hold no data. Mount it at PagePrefix. It returns
-// ErrNoToken when cfg.Token is empty or blank.
+// ErrNoToken when cfg.Token is empty or blank. The token is trimmed, as the
+// one a request sends is: one read from a file often ends in a newline,
+// which no header can carry.
 func NewHandler(cfg Config, st Store, logger zerolog.Logger) (http.Handler, error) {
-	if strings.TrimSpace(cfg.Token) == "" {
+	tok := strings.TrimSpace(cfg.Token)
+	if tok == "" {
 		return nil, ErrNoToken
 	}
 	h := &handler{
-		token:  sha256.Sum256([]byte(cfg.Token)),
+		token:  sha256.Sum256([]byte(tok)),
 		now:    cfg.Now,
 		store:  st,
 		logger: logger.With().Str("component", "admin").Logger(),

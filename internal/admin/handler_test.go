@@ -87,6 +87,19 @@ func TestNewHandlerNeedsAToken(t *testing.T) {
 	}
 }
 
+// A token read from a file keeps its final newline; the request's cannot
+// carry one, and still authenticates.
+func TestATokenIsTrimmed(t *testing.T) {
+	t.Parallel()
+	h, err := admin.NewHandler(admin.Config{Token: token + "\n"}, storetest.SQLite(t), zerolog.Nop())
+	require.NoError(t, err)
+	req := httptest.NewRequest(http.MethodGet, "/admin/api/status", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+}
+
 func TestEveryRouteNeedsTheToken(t *testing.T) {
 	t.Parallel()
 	b := setup(t, storetest.SQLite(t))
@@ -204,7 +217,8 @@ func TestDeadReplayAndDiscard(t *testing.T) {
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 		require.Equal(t, store.ReplayResult{DryRun: true, Matched: 1, Eligible: 1, Refused: []store.Refusal{}}, decode[store.ReplayResult](t, rec))
 
-		for _, body := range []string{`{}`, `{"ids":["evt_3"],"all":true}`, `{"ids":["evt_3"],"types":["x"]}`, `{"all":true,"since":"soon"}`, `not json`} {
+		for _, body := range []string{`{}`, `{"ids":["evt_3"],"all":true}`, `{"ids":["evt_3"],"types":["x"]}`, `{"all":true,"since":"soon"}`, `not json`,
+			`{"all":true,"types":[""]}`, `{"all":true,"types":["invoice.paid"," "]}`, `{"all":true,"types":[","]}`} {
 			requireProblem(t, b.do(t, http.MethodPost, "/admin/api/dead/replay", body), http.StatusBadRequest, "invalid-request")
 		}
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -161,6 +162,9 @@ func (h *handler) deadReplayParams(r *http.Request, req *deadReplayRequest) (sto
 	}
 	hasFilter := len(req.Types) > 0 || req.CustomerID != "" || req.Since != "" || req.Until != ""
 	switch {
+	case slices.ContainsFunc(req.Types, func(t string) bool { return strings.Trim(t, " ,") == "" }):
+		// Dropped, a blank type would widen "all" to every dead event.
+		return store.ReplayParams{}, badRequest{errors.New(`"types" has a blank entry: name each type, or leave "types" out to replay every dead event`)}
 	case len(req.IDs) > 0 && req.All:
 		return store.ReplayParams{}, badRequest{errors.New(`send "ids" or "all": true, not both`)}
 	case len(req.IDs) == 0 && !req.All:
