@@ -100,6 +100,8 @@ func TestDeadReplayNamed(t *testing.T) {
 			{"dead", "replay", "--all", "--since", "tomorrow"},
 			{"dead", "replay", "evt_4"}, // not a terminal, no --yes
 			{"dead", "replay", "", " ", "--yes"},
+			{"dead", "replay", "--all", "--type", "", "--yes"},
+			{"dead", "replay", "--all", "--customer", " ", "--yes"},
 		} {
 			_, _, err := c.run("", args...)
 			requireExit(t, 2, err)

@@ -36,12 +36,14 @@ type filterFlags struct {
 	until    string
 	limit    int
 	cursor   string
-	paged    bool // --limit and --cursor are registered
+	paged    bool           // --limit and --cursor are registered
+	flags    *pflag.FlagSet // where they are registered
 }
 
 // register adds the filter flags; withStatus adds --status, withPage the
 // paging flags.
 func (f *filterFlags) register(fs *pflag.FlagSet, withStatus, withPage bool) {
+	f.flags = fs
 	if withStatus {
 		fs.StringSliceVar(&f.statuses, "status", nil, "only these statuses: pending, deferred, applied, ignored, dead, discarded")
 	}
@@ -60,8 +62,15 @@ func (f *filterFlags) set() bool {
 	return len(f.statuses) > 0 || len(f.types) > 0 || f.customer != "" || f.since != "" || f.until != ""
 }
 
-// filter turns the flags into a store filter; bad values are usage errors.
+// filter turns the flags into a store filter; bad values are usage errors,
+// and so is a selecting flag given blank ("$TYPE" unset): taken as no
+// filter, it would widen a bulk replay to every event.
 func (f *filterFlags) filter(now time.Time) (store.EventFilter, error) {
+	for _, name := range []string{"status", "type", "customer", "since", "until"} {
+		if fl := f.flags.Lookup(name); fl != nil && fl.Changed && strings.Trim(fl.Value.String(), "[], ") == "" {
+			return store.EventFilter{}, usagef("--%s is blank: give a value, or leave --%s out", name, name)
+		}
+	}
 	out := store.EventFilter{Types: f.types, CustomerID: f.customer, Limit: f.limit, Cursor: f.cursor}
 	for _, s := range f.statuses {
 		out.Statuses = append(out.Statuses, store.Status(strings.TrimSpace(s)))
