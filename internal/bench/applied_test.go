@@ -50,15 +50,13 @@ func TestAppliedRunsToTheLastCommit(t *testing.T) {
 // applyOnceStored waits until n events are stored, then applies them all
 // with a worker whose one batch takes at least slow.
 func applyOnceStored(ctx context.Context, db *store.DB, n int, slow time.Duration) error {
-	for {
+	_, err := pollUntilNone(ctx, func() (int, error) {
 		var stored int
-		if err := db.SQLX().GetContext(ctx, &stored, `SELECT count(*) FROM webhook_events`); err != nil {
-			return err
-		}
-		if stored == n {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+		err := db.SQLX().GetContext(ctx, &stored, `SELECT count(*) FROM webhook_events`)
+		return n - stored, err
+	}, func(int) {})
+	if err != nil {
+		return err
 	}
 	var once sync.Once
 	wk, err := reconcile.NewWorker(reconcile.Config{Workers: 1, BatchSize: 1000, Handlers: map[string]reconcile.HandlerFunc{
