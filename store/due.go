@@ -118,8 +118,7 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 	switch {
 	case err == nil:
 		return Batch{Claimed: len(claimed), Processed: processed, Leased: busy, OldestDue: oldest}, nil
-	case isUnavailable(err) && !errors.Is(err, ErrUnavailable):
-		// The connection died under fn: the store failed, not the event.
+	case diedUnderFn(err):
 		return Batch{}, translate(err)
 	case errors.Is(err, ErrUnavailable) || len(claimed) == 0:
 		return Batch{}, err

@@ -26,6 +26,13 @@ var (
 	ErrConflict = errors.New("conflicting state")
 )
 
+// diedUnderFn reports whether err, returned by a processing transaction,
+// is its connection dying under fn, which fn passes on as the driver gave
+// it: the store failed, not the event, and translate makes it say so.
+func diedUnderFn(err error) bool {
+	return isUnavailable(err) && !errors.Is(err, ErrUnavailable)
+}
+
 // translate maps driver errors to the package's sentinels, keeping the
 // cause; an error already mapped is returned as it is.
 func translate(err error) error {

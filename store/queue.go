@@ -85,7 +85,7 @@ func (db *DB) Process(ctx context.Context, ev Event, worker string, now time.Tim
 	switch {
 	case err == nil && len(processed) == 0:
 		return fmt.Errorf("process %s: %w", ev.ID, ErrNotClaimed)
-	case isUnavailable(err) && !errors.Is(err, ErrUnavailable):
+	case diedUnderFn(err):
 		return translate(err)
 	}
 	return err
