@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -240,18 +243,32 @@ func TestDependencyTimeoutMakesEventDead(t *testing.T) {
 }
 
 // A failing handler is retried with backoff and then dead-lettered, while
-// other customers' events keep being applied.
+// other customers' events keep being applied; also when its error's cause
+// is a network error of its own (an HTTP call's), which is not the store's.
 func TestHandlerErrorsAreRetriedThenDead(t *testing.T) {
 	t.Parallel()
+	causes := map[string]error{
+		"plain":   errors.New("invalid email"),
+		"network": &url.Error{Op: "Post", URL: "https://crm.example/customers", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}},
+	}
+	for name, cause := range causes {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			handlerFailsThenDead(t, "fail"+name, cause)
+		})
+	}
+}
+
+func handlerFailsThenDead(t *testing.T, prefix string, cause error) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
-		s := scenario.Generate(scenario.Config{Customers: 2, Prefix: "fail"})
+		s := scenario.Generate(scenario.Config{Customers: 2, Prefix: prefix})
 		poisoned := s.Events[0].CustomerID
 		h := startWorker(t, db, reconcile.Config{
 			PollInterval: 5 * time.Millisecond, BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 3,
 			Handlers: map[string]reconcile.HandlerFunc{
 				"customer.created": func(_ context.Context, _ *sqlx.Tx, ev reconcile.Event) error {
 					if ev.CustomerID == poisoned {
-						return fmt.Errorf("crm rejected %s (attempt %d)", ev.CustomerID, ev.Attempt)
+						return fmt.Errorf("crm rejected %s (attempt %d): %w", ev.CustomerID, ev.Attempt, cause)
 					}
 					return nil
 				},

@@ -56,8 +56,9 @@ type Batch struct {
 // untouched, so that the caller can record the failure and process the
 // others one at a time. That lease is written even when ctx has ended, and
 // gives up after rollbackLeaseTimeout. When the store fails, even under fn
-// (its connection is lost), nothing is leased and the error wraps
-// ErrUnavailable.
+// (its connection is lost, or PostgreSQL answers that it is unavailable),
+// nothing is leased and the error wraps ErrUnavailable. A network error of
+// fn's own, over a live connection, is fn's.
 func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context.Context, tx *Tx) error) (Batch, error) {
 	if p.Partitions > 1 && (p.Partition < 0 || p.Partition >= p.Partitions) {
 		return Batch{}, fmt.Errorf("claim partition %d of %d: want 0 to %d", p.Partition, p.Partitions, p.Partitions-1)
@@ -118,8 +119,6 @@ func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context
 	switch {
 	case err == nil:
 		return Batch{Claimed: len(claimed), Processed: processed, Leased: busy, OldestDue: oldest}, nil
-	case diedUnderFn(err):
-		return Batch{}, translate(err)
 	case errors.Is(err, ErrUnavailable) || len(claimed) == 0:
 		return Batch{}, err
 	}

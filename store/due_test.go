@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/orderhook/orderhook/store"
@@ -112,6 +116,77 @@ func TestProcessReportsAConnectionThatDiedUnderFnAsTheStores(t *testing.T) {
 	require.Equal(t, store.StatusPending, ev.Status)
 	require.Zero(t, ev.Attempts)
 	require.NoError(t, db.Process(ctx, leased[0], "w", now, markApplied), "still leased to w")
+}
+
+// A network error of fn's own — a handler's HTTP call, say — over a live
+// connection is the event's failure, not the store's: translate would take
+// any net.Error for the database's. Before the connection was asked, such
+// an event was retried as a store failure for ever, no attempt counted.
+func TestAnFnsOwnNetworkErrorIsTheEventsFailure(t *testing.T) {
+	t.Parallel()
+	crm := &url.Error{Op: "Post", URL: "https://crm.example/customers", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		insertAll(t, db, newEvent("evt_crm1", "cus_crm1", t0))
+		now := t0.Add(time.Second)
+		fails := func(ctx context.Context, tx *store.Tx) error {
+			// A failed statement first: PostgreSQL's transaction is then
+			// aborted, and the connection still alive.
+			_, _ = tx.SQLX().ExecContext(ctx, `SELECT * FROM no_such_table`)
+			return fmt.Errorf("sync %s: %w", tx.Event().CustomerID, crm)
+		}
+
+		batch, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 16, Now: now, Lease: time.Minute}, fails)
+		require.ErrorIs(t, err, crm)
+		require.NotErrorIs(t, err, store.ErrUnavailable, "the event failed, not the store")
+		require.Equal(t, "sync cus_crm1: "+crm.Error(), err.Error(), "fn's error, untouched")
+		require.Equal(t, []string{"evt_crm1"}, ids(batch.Leased), "leased, for its failure to be recorded")
+
+		err = db.Process(ctx, batch.Leased[0], "w", now, fails)
+		require.ErrorIs(t, err, crm)
+		require.NotErrorIs(t, err, store.ErrUnavailable, "the event failed, not the store")
+	})
+}
+
+// PostgreSQL's answer that it cannot go on — a full disk, say — is the
+// store's failure, also when it answers one of fn's own statements.
+func TestPostgresAnswerThatItIsUnavailableUnderFnIsTheStores(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		insertAll(t, db, newEvent("evt_full1", "cus_full1", t0))
+		full := &pq.Error{Code: "53100", Message: "could not extend file: No space left on device"}
+		_, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 16, Now: t0.Add(time.Second), Lease: time.Minute},
+			func(context.Context, *store.Tx) error { return fmt.Errorf("write credits: %w", full) })
+		require.ErrorIs(t, err, store.ErrUnavailable, "the store failed, not the event")
+		ev, err := db.Event(ctx, "evt_full1")
+		require.NoError(t, err)
+		require.Equal(t, store.StatusPending, ev.Status)
+		require.Empty(t, ev.LeaseOwner, "due again at once")
+	})
+}
+
+// A connection that died under fn is the store's failure even when fn's
+// error hides the driver's: the connection itself is asked.
+func TestAConnectionThatDiedUnderFnIsTheStoresWhateverFnSays(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	insertAll(t, db, newEvent("evt_dead3", "cus_dead3", t0))
+	now := t0.Add(time.Second)
+	opaque := func(ctx context.Context, tx *store.Tx) error {
+		if err := killConnection(ctx, tx); err != nil {
+			return fmt.Errorf("sync failed: %v", err) // %v: the cause is lost
+		}
+		return errors.New("the connection survived its termination")
+	}
+
+	_, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 16, Now: now, Lease: time.Minute}, opaque)
+	require.ErrorIs(t, err, store.ErrUnavailable, "the store failed, not the event")
+	ev, err := db.Event(ctx, "evt_dead3")
+	require.NoError(t, err)
+	require.Equal(t, store.StatusPending, ev.Status)
+	require.Empty(t, ev.LeaseOwner, "due again at once")
 }
 
 // killConnection has PostgreSQL end the connection fn runs on.

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net"
 	"syscall"
+	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 )
 
@@ -26,11 +28,38 @@ var (
 	ErrConflict = errors.New("conflicting state")
 )
 
-// diedUnderFn reports whether err, returned by a processing transaction,
-// is its connection dying under fn, which fn passes on as the driver gave
-// it: the store failed, not the event, and translate makes it say so.
-func diedUnderFn(err error) bool {
-	return isUnavailable(err) && !errors.Is(err, ErrUnavailable)
+// probeTimeout bounds the statement with which fnFailed asks a connection
+// whether it is alive; a live one answers in milliseconds.
+const probeTimeout = 5 * time.Second
+
+// fnFailed classifies err, returned by a processing transaction's fn in
+// tx. PostgreSQL's own answers are classified as the store's statements'
+// are (a full disk, a terminated backend: the store failed). Any other
+// error is fn's, the event's failure, unless tx's connection is gone,
+// whatever fn made of the driver's error: a network error of fn's own, an
+// HTTP call's *url.Error say, is not the store's. A ctx that has ended cut
+// fn short, and its error is classified as it is.
+func fnFailed(ctx context.Context, tx *sqlx.Tx, err error) error {
+	var pqErr *pq.Error
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return err
+	case ctx.Err() != nil, errors.As(err, &pqErr):
+		return translate(err)
+	case connectionLost(ctx, tx):
+		return fmt.Errorf("%w: connection lost under the transaction: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+// connectionLost reports whether tx's connection is gone. A live one
+// answers a trivial statement at once: on PostgreSQL, after a failed
+// statement, with "current transaction is aborted", which is an answer.
+func connectionLost(ctx context.Context, tx *sqlx.Tx) bool {
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	_, err := tx.ExecContext(pctx, `SELECT 1`)
+	return isUnavailable(err) || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
 }
 
 // translate maps driver errors to the package's sentinels, keeping the

@@ -74,19 +74,18 @@ type Tx struct {
 // advisory lock on ev's customer (or, without one, on the event), so one
 // customer's events are never processed concurrently, by any replica. It
 // returns ErrNotClaimed when the row is no longer pending under worker's
-// lease, and fn's error, untouched, after rolling back, unless the
-// connection died under fn: that is the store's failure, not the event's,
-// and wraps ErrUnavailable, as in ProcessDue.
+// lease, and fn's error, untouched, after rolling back, unless the store
+// failed under fn (the connection died, or PostgreSQL answered that it is
+// unavailable): that is not the event's failure, and wraps ErrUnavailable,
+// as in ProcessDue. A network error of fn's own, over a live connection, is
+// fn's.
 func (db *DB) Process(ctx context.Context, ev Event, worker string, now time.Time, fn func(ctx context.Context, tx *Tx) error) error {
 	events := []Event{ev}
 	processed, err := db.process(ctx, worker, now, false, func(ctx context.Context, tx *sqlx.Tx, _ *held) ([]Event, error) {
 		return db.pickClaimed(ctx, tx, events, worker)
 	}, fn)
-	switch {
-	case err == nil && len(processed) == 0:
+	if err == nil && len(processed) == 0 {
 		return fmt.Errorf("process %s: %w", ev.ID, ErrNotClaimed)
-	case diedUnderFn(err):
-		return translate(err)
 	}
 	return err
 }
@@ -126,7 +125,7 @@ func (db *DB) process(ctx context.Context, worker string, now time.Time, chain b
 		}
 		todo, err := pick(ctx, sqltx, h)
 		if err != nil {
-			return err
+			return translate(err)
 		}
 		locked := make(map[string]bool, len(todo)) // serialization keys the transaction holds
 		for _, ev := range todo {
@@ -135,14 +134,14 @@ func (db *DB) process(ctx context.Context, worker string, now time.Time, chain b
 		chains := func(ev Event) bool { return chain && locked[serializationKey(ev)] }
 		mirror := newMirrorCache()
 		if err := mirror.load(ctx, db, sqltx, todo); err != nil {
-			return err
+			return translate(err)
 		}
 		for len(todo) > 0 {
 			cur := todo[0]
 			todo = todo[1:]
 			tx := &Tx{tx: sqltx, db: db, event: cur, worker: worker, now: ts(now), held: h, mirror: mirror, chains: chains}
 			if err := fn(ctx, tx); err != nil {
-				return err
+				return fnFailed(ctx, sqltx, err)
 			}
 			processed = append(processed, cur)
 			for _, r := range tx.released {
@@ -156,7 +155,7 @@ func (db *DB) process(ctx context.Context, worker string, now time.Time, chain b
 		if h != nil {
 			h.notify = owed > 0
 		}
-		return h.write(ctx, db, sqltx, mirror, worker, ts(now))
+		return translate(h.write(ctx, db, sqltx, mirror, worker, ts(now)))
 	})
 	if err != nil {
 		return nil, err
