@@ -11,9 +11,9 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/rs/zerolog"
 
-	"github.com/orderhook/orderhook/internal/stripeevent"
 	"github.com/orderhook/orderhook/reconcile"
 	"github.com/orderhook/orderhook/store"
+	"github.com/orderhook/orderhook/webhook"
 )
 
 // A handler credits an account once per paid invoice: its INSERT commits in
@@ -55,14 +55,14 @@ func Example() {
 		log.Fatal(err)
 	}
 
+	// Webhooks reach the inbox through webhook.NewHandler, which verifies
+	// their signature; here the events are stored as they are.
 	receive := func(payload string) {
-		env, err := stripeevent.Parse([]byte(payload))
+		ev, err := webhook.ParseEvent([]byte(payload), time.Now())
 		if err != nil {
 			log.Fatal(err)
 		}
-		_, err = db.InsertEvent(ctx, store.Event{ID: env.ID, Type: env.Type, Created: env.Created,
-			CustomerID: env.CustomerID, ObjectID: env.ObjectID, Payload: []byte(payload), ReceivedAt: time.Now()})
-		if err != nil {
+		if _, err := db.InsertEvent(ctx, ev); err != nil {
 			log.Fatal(err)
 		}
 		if _, err := worker.RunOnce(ctx, "example"); err != nil {
@@ -73,11 +73,10 @@ func Example() {
 		"data":{"object":{"id":"in_1","object":"invoice","customer":"cus_1","status":"paid","amount_paid":2000}}}`)
 	receive(`{"id":"evt_2","object":"event","type":"invoice.paid","created":1700000001,
 		"data":{"object":{"id":"in_1","object":"invoice","customer":"cus_1","status":"paid","amount_paid":2000}}}`)
+	// The customer's transaction releases the waiting invoice and applies
+	// it too.
 	receive(`{"id":"evt_1","object":"event","type":"customer.created","created":1700000000,
 		"data":{"object":{"id":"cus_1","object":"customer","email":"jenny@example.com"}}}`)
-	if _, err := worker.RunOnce(ctx, "example"); err != nil { // the released invoice
-		log.Fatal(err)
-	}
 
 	var credits []struct {
 		InvoiceID  string `db:"invoice_id"`

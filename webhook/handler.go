@@ -127,23 +127,7 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request, d *delivery) e
 	if d.env, err = stripeevent.Parse(body); err != nil {
 		return problemf(kindMalformedEvent, nil, "%s: post the event exactly as Stripe sends it", err.Error())
 	}
-	return h.commit(r.Context(), h.event(body, d), d)
-}
-
-// event returns the inbox row of a verified and parsed delivery.
-func (h *Handler) event(body []byte, d *delivery) store.Event {
-	return store.Event{
-		ID:          d.env.ID,
-		Type:        d.env.Type,
-		APIVersion:  d.env.APIVersion,
-		Livemode:    d.env.Livemode,
-		Created:     d.env.Created,
-		CustomerID:  d.env.CustomerID,
-		ObjectID:    d.env.ObjectID,
-		Payload:     body,
-		ReceivedAt:  h.now(),
-		SecretIndex: d.secretIndex,
-	}
+	return h.commit(r.Context(), inboxRow(d.env, body, h.now(), d.secretIndex), d)
 }
 
 // commit stores ev and, in reject mode, asks whether it has to wait. It
