@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io/fs"
@@ -64,8 +65,14 @@ func (db *DB) MigrationStatus(ctx context.Context) ([]Migration, error) {
 	return out, nil
 }
 
+// ErrMigrationsPending is returned, wrapped with the first pending
+// migration's name, by Ready when the database's schema is older than this
+// build's.
+var ErrMigrationsPending = errors.New("migrations pending")
+
 // Ready reports whether the database answers and every migration is applied.
-// It returns an error wrapping ErrUnavailable or naming the pending migration.
+// It returns an error wrapping ErrUnavailable, or ErrMigrationsPending and
+// naming the first pending migration.
 func (db *DB) Ready(ctx context.Context) error {
 	if err := db.Ping(ctx); err != nil {
 		return err
@@ -79,9 +86,24 @@ func (db *DB) Ready(ctx context.Context) error {
 		return fmt.Errorf("check migrations: %w", translate(err))
 	}
 	if pending {
-		return fmt.Errorf("migrations pending: run orderhook migrate")
+		return fmt.Errorf("%w: %s: run orderhook migrate", ErrMigrationsPending, firstPending(ctx, p))
 	}
 	return nil
+}
+
+// firstPending names the first migration p has not applied, and after how
+// many more; "some" when p cannot tell.
+func firstPending(ctx context.Context, p *goose.Provider) string {
+	statuses, err := p.Status(ctx)
+	if err != nil {
+		return "some"
+	}
+	for i, s := range statuses {
+		if s.State != goose.StateApplied {
+			return fmt.Sprintf("%s and %d after it", s.Source.Path, len(statuses)-i-1)
+		}
+	}
+	return "some"
 }
 
 func (db *DB) provider(ctx context.Context) (*goose.Provider, error) {

@@ -38,8 +38,8 @@ func Healthz() http.Handler {
 // Readyz returns the readiness handler: 200 {"status":"ready"} when r.Ready
 // succeeds within a short timeout, otherwise 503 with Retry-After and a
 // store-unavailable problem whose detail says why. It logs each failed check
-// to logger, at warn, with its cause, which the answer leaves out when it is
-// the driver's.
+// to logger, at warn, with its cause; the answer names only pending
+// migrations, never the driver's error.
 func Readyz(r Readiness, logger zerolog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		ctx, cancel := context.WithTimeout(req.Context(), readyTimeout)
@@ -55,15 +55,19 @@ func Readyz(r Readiness, logger zerolog.Logger) http.Handler {
 	})
 }
 
-// notReady says why the store is not ready, without driver internals when
-// the cause is only that the database cannot be reached.
+// notReady says why the store is not ready, in words of its own: a
+// public answer never carries the driver's (a user name, an address).
+// Pending migrations, which an operator fixes by running one command, are
+// named; any other cause is in the log.
 func notReady(err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("the database did not answer within %s", readyTimeout)
 	case errors.Is(err, store.ErrUnavailable):
 		return "the database cannot be reached"
-	default:
+	case errors.Is(err, store.ErrMigrationsPending):
 		return "the store is not ready: " + err.Error()
+	default:
+		return "the store is not ready: the server's log has the cause"
 	}
 }

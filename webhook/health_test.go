@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
+	"github.com/lib/pq"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
@@ -64,7 +64,8 @@ func TestReadyz(t *testing.T) {
 		cause  string
 	}{
 		{"unreachable", readiness{err: fmt.Errorf("ping: %w: dial tcp 10.0.0.1:5432: connect: connection refused", store.ErrUnavailable)}, "the database cannot be reached", "10.0.0.1:5432: connect: connection refused"},
-		{"not migrated", readiness{err: errors.New("migrations pending: run orderhook migrate")}, "run orderhook migrate", "migrations pending"},
+		{"not migrated", readiness{err: fmt.Errorf("%w: 00009_example.sql and 0 after it: run orderhook migrate", store.ErrMigrationsPending)}, "00009_example.sql and 0 after it: run orderhook migrate", "migrations pending"},
+		{"refused", readiness{err: &pq.Error{Severity: "FATAL", Code: "28P01", Message: `password authentication failed for user "orderhook"`}}, "the server's log has the cause", "password authentication failed"},
 		{"hung", readiness{block: true}, "did not answer within 2s", "context deadline exceeded"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -75,6 +76,7 @@ func TestReadyz(t *testing.T) {
 			require.Equal(t, "5", a.header.Get("Retry-After"))
 			require.Contains(t, p.Detail, tc.detail)
 			require.NotContains(t, p.Detail, "10.0.0.1")
+			require.NotContains(t, p.Detail, "orderhook\"", "no driver internals in a public answer")
 
 			var line struct{ Level, Error, Message string }
 			require.NoError(t, json.Unmarshal(logs.Bytes(), &line), "one line: %s", logs.String())
