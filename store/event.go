@@ -61,8 +61,20 @@ const stateColumns = `event_id, type, api_version, livemode, created,
 // statement and one commit (group commit), which is what lets a burst of
 // deliveries ingest at the database's commit rate rather than one fsync per
 // event. It returns an error wrapping ErrUnavailable when the database cannot
-// be reached and ErrClosed once the DB is closing.
+// be reached or does not commit within a batch timeout (10 s), ctx's error
+// when ctx ends first, and ErrClosed once the DB is closing. An error does
+// not mean the row is absent: its statement may commit after the call gave
+// up waiting. Call again to be sure; the id makes it a duplicate.
+//
+// It stores every field of ev but the states (Status, Attempts and the
+// others are those of a new pending row, due at ReceivedAt): set ID, Type,
+// Created, ReceivedAt and Payload; webhook.ParseEvent fills them from a
+// Stripe event. An event without an id, type, receipt time or payload is
+// refused with an error wrapping ErrInvalidInput.
 func (db *DB) InsertEvent(ctx context.Context, ev Event) (inserted bool, err error) {
+	if ev.ID == "" || ev.Type == "" || ev.ReceivedAt.IsZero() || len(ev.Payload) == 0 {
+		return false, fmt.Errorf("insert event %q: %w: an inbox row needs an id, a type, a receipt time and the payload", ev.ID, ErrInvalidInput)
+	}
 	return db.ingest.insert(ctx, ev)
 }
 

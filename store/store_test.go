@@ -27,6 +27,27 @@ func newEvent(id string, customer string, received time.Time) store.Event {
 	}
 }
 
+// A row without what every Stripe event has is refused before it reaches
+// the database, which would store an empty id, or a receipt in year 1.
+func TestInsertEventRefusesIncompleteEvents(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		for name, mutate := range map[string]func(*store.Event){
+			"no id":           func(ev *store.Event) { ev.ID = "" },
+			"no type":         func(ev *store.Event) { ev.Type = "" },
+			"no receipt time": func(ev *store.Event) { ev.ReceivedAt = time.Time{} },
+			"no payload":      func(ev *store.Event) { ev.Payload = nil },
+		} {
+			ev := newEvent("evt_incomplete", "cus_incomplete", t0)
+			mutate(&ev)
+			_, err := db.InsertEvent(context.Background(), ev)
+			require.ErrorIs(t, err, store.ErrInvalidInput, name)
+		}
+		_, err := db.Event(context.Background(), "evt_incomplete")
+		require.ErrorIs(t, err, store.ErrNotFound, "nothing stored")
+	})
+}
+
 func TestInsertEventStoresOnceAndByteExact(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {

@@ -137,7 +137,7 @@ func (h *Handler) commit(ctx context.Context, ev store.Event, d *delivery) error
 	inserted, err := h.inbox.InsertEvent(ctx, ev)
 	if err != nil {
 		return problemf(kindStoreUnavailable, err,
-			"event %s was not stored (%s) and is not acknowledged: retry in a few seconds (Stripe retries by itself)", ev.ID, storeFailure(err))
+			"event %s is not acknowledged: the store failed (%s), and it may or may not be stored; retry in a few seconds, a duplicate is stored once (Stripe retries by itself)", ev.ID, storeFailure(err))
 	}
 	d.inserted = inserted
 	if h.mode != ModeReject {
