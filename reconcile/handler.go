@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -29,6 +30,11 @@ type Event struct {
 func (e Event) DecodeObject(v any) error {
 	return stripeevent.DecodeObject(e.Payload, v)
 }
+
+// ErrPanic is wrapped by the error of an event whose handler, or built-in
+// applier, panicked: the panic is the event's failure, retried and then
+// dead like any other, and the error carries the panic's value and stack.
+var ErrPanic = errors.New("panic")
 
 // HandlerFunc applies one event inside the transaction that also marks the
 // event applied: the handler's writes through tx commit exactly once per

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -153,11 +154,17 @@ func (w *Worker) apply(ctx context.Context, tx *store.Tx, now time.Time) (Transi
 }
 
 // write runs the built-in applier and the registered handler for ev, and
-// creates the customer row when ev is one of the customer events.
-func (w *Worker) write(ctx context.Context, tx *store.Tx, ev store.Event, builtin applier, handler HandlerFunc) (string, error) {
-	var note string
+// creates the customer row when ev is one of the customer events. A panic
+// in either is ev's failure, with the stack in its error: it would
+// otherwise take the process down, and every replica after it, on every
+// restart, and the event would never be dead-lettered.
+func (w *Worker) write(ctx context.Context, tx *store.Tx, ev store.Event, builtin applier, handler HandlerFunc) (note string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			note, err = "", fmt.Errorf("%w applying %s: %v\n%s", ErrPanic, ev.Type, r, debug.Stack())
+		}
+	}()
 	if builtin != nil {
-		var err error
 		if note, err = builtin(ctx, tx, ev); err != nil {
 			return "", fmt.Errorf("apply %s to the mirror: %w", ev.Type, err)
 		}

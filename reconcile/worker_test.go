@@ -302,6 +302,46 @@ func handlerFailsThenDead(t *testing.T, prefix string, cause error) {
 	})
 }
 
+// A handler that panics fails its event, which is retried and then
+// dead-lettered with the panic in its error: the process, and the other
+// customers' events, go on.
+func TestAPanickingHandlerFailsItsEvent(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := scenario.Generate(scenario.Config{Customers: 2, Prefix: "panic"})
+		poisoned := s.Events[0].CustomerID
+		h := startWorker(t, db, reconcile.Config{
+			PollInterval: 5 * time.Millisecond, BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 2,
+			Handlers: map[string]reconcile.HandlerFunc{
+				"customer.created": func(_ context.Context, _ *sqlx.Tx, ev reconcile.Event) error {
+					if ev.CustomerID == poisoned {
+						var crm map[string]string
+						crm[ev.CustomerID] = "synced" // assignment to entry in nil map
+					}
+					return nil
+				},
+			},
+		})
+		for _, ev := range s.Events {
+			insert(t, db, ev, time.Now())
+		}
+		dead := h.waitFor(t, "the panicking event dead", func(tr reconcile.Transition) bool {
+			return tr.Outcome == store.OutcomeDead && tr.CustomerID == poisoned
+		})
+		require.ErrorIs(t, dead.Err, reconcile.ErrPanic)
+		require.ErrorContains(t, dead.Err, "assignment to entry in nil map")
+		require.Contains(t, event(t, db, dead.EventID).LastError, "worker_test.go", "the stack, to find it by")
+		for _, ev := range s.Events {
+			if ev.CustomerID == poisoned {
+				continue
+			}
+			for got := event(t, db, ev.ID); got.Status != store.StatusApplied; got = event(t, db, ev.ID) {
+				h.waitFor(t, "the other customer's events applied", func(tr reconcile.Transition) bool { return tr.EventID == ev.ID })
+			}
+		}
+	})
+}
+
 // A handler reads the mirror as applied so far, and its writes commit with
 // the status change: a failure after the write rolls it back, and the retry
 // writes once.
