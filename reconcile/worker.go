@@ -11,8 +11,11 @@ package reconcile
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -48,7 +51,7 @@ const DefaultIngestMaxLag = 10 * time.Second
 
 // Config configures a Worker. Zero values take the documented defaults.
 type Config struct {
-	Name              string        // worker name in leases and history; default "worker"
+	Name              string        // worker name in leases and history, unique among the workers of a database; default host-pid-random
 	Workers           int           // concurrent loops; default 4
 	BatchSize         int           // events claimed at once per loop; default DefaultBatchSize
 	Lease             time.Duration // how long a claim is held, and a transaction may run; default 1m
@@ -95,7 +98,10 @@ type Config struct {
 	CustomerEvents []string
 	// Handlers run, per event type, inside the apply transaction.
 	Handlers map[string]HandlerFunc
-	// OnTransition, when set, is called after every committed transition.
+	// OnTransition, when set, is called after every committed transition,
+	// from the loop that committed it: from several goroutines at once, and
+	// holding that loop up until it returns. Keep it safe for concurrent use
+	// and quick (a metric, a channel send that cannot block).
 	OnTransition func(Transition)
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -138,7 +144,7 @@ func NewWorker(cfg Config, st Store, logger zerolog.Logger) (*Worker, error) {
 		cfg.PollInterval < 0 || cfg.DependencyTimeout < 0 || cfg.BackoffBase < 0 || cfg.BackoffMax < 0 || cfg.IngestYield < 0 || cfg.IngestLoops < 0 || cfg.IngestMaxLag < 0 || cfg.IngestBatchSize < 0 {
 		return nil, errors.New("reconcile: counts and durations must not be negative")
 	}
-	cfg.Name = cmp.Or(cfg.Name, "worker")
+	cfg.Name = cmp.Or(cfg.Name, defaultName())
 	cfg.Workers = cmp.Or(cfg.Workers, 4)
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
 	cfg.IngestBatchSize = cmp.Or(cfg.IngestBatchSize, cfg.BatchSize)
@@ -170,8 +176,9 @@ func NewWorker(cfg Config, st Store, logger zerolog.Logger) (*Worker, error) {
 
 // Run processes events until ctx is done, then returns nil once every loop
 // has finished its current transaction, or cut it short stopGrace (10 s)
-// after ctx ended. It returns early only if a loop fails in a way it cannot
-// recover from.
+// after ctx ended. A loop whose store fails logs the failure at error and
+// tries again, backing off up to 5 s, for as long as ctx lasts: an
+// unmigrated database, too, is such a failure, not a reason to return.
 func (w *Worker) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for i := range w.cfg.Workers {
@@ -210,7 +217,11 @@ func (w *Worker) loop(ctx context.Context, name string, part partition) error {
 		case err != nil:
 			failures++
 			wait = backoff(failures, w.cfg.PollInterval, 5*time.Second)
-			w.logger.Error().Err(err).Str("worker", name).Dur("retry_in", wait).Msg("store unavailable")
+			msg := "store failed" // an unmigrated database, say
+			if errors.Is(err, store.ErrUnavailable) {
+				msg = "store unavailable"
+			}
+			w.logger.Error().Err(err).Str("worker", name).Dur("retry_in", wait).Msg(msg)
 		case full(batch, limit):
 			failures = 0
 			continue // more may be due
@@ -463,4 +474,16 @@ func (w *Worker) sweep(ctx context.Context, name string) error {
 			return nil
 		}
 	}
+}
+
+// defaultName identifies this process in leases and history: the host, the
+// pid and random bytes, so that two workers never share a lease by name.
+func defaultName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "orderhook"
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
 }

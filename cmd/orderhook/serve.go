@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -323,7 +322,6 @@ const httpStopGrace = 15 * time.Second
 // shuts down: stop accepting, finish in-flight requests and transactions.
 func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln net.Listener, tr *trace.Tracing, logger zerolog.Logger) error {
 	wcfg := reconcile.Config{
-		Name:              workerName(),
 		Workers:           cfg.workers,
 		BatchSize:         cfg.reconcileBatchSize(db.Dialect()),
 		IngestBatchSize:   cfg.reconcileIngestBatchSize(db.Dialect()),
@@ -461,15 +459,4 @@ func ephemeralSecret() ([]string, error) {
 		return nil, fmt.Errorf("generate secret: %w", err)
 	}
 	return []string{"whsec_" + hex.EncodeToString(b)}, nil
-}
-
-// workerName identifies this process in leases and history.
-func workerName() string {
-	host, err := os.Hostname()
-	if err != nil {
-		host = "orderhook"
-	}
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
 }
