@@ -229,3 +229,13 @@ func statusStrings(ss []Status) []string {
 }
 
 func statusList(ss []Status) string { return strings.Join(statusStrings(ss), ", ") }
+
+// orNow returns t in UTC, or the current time when t is zero: an operation
+// stamped in year 1 would refuse every leased row and date its history
+// wrong.
+func orNow(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now().UTC()
+	}
+	return t.UTC()
+}

@@ -14,7 +14,7 @@ type DiscardParams struct {
 	IDs    []string
 	Reason string // required: kept in the history
 	Actor  string
-	Now    time.Time
+	Now    time.Time // default the current time
 }
 
 // DiscardResult reports which named events were discarded and which were
@@ -40,7 +40,7 @@ func (db *DB) Discard(ctx context.Context, p DiscardParams) (DiscardResult, erro
 	if len(ids) == 0 || strings.TrimSpace(p.Reason) == "" {
 		return DiscardResult{}, fmt.Errorf("%w: discard needs event ids and a reason", ErrInvalidInput)
 	}
-	p.Now = p.Now.UTC()
+	p.Now = orNow(p.Now)
 	hint := func(Status) string { return "; only dead, deferred or pending events can be discarded" }
 	res := DiscardResult{Discarded: []string{}, Refused: []Refusal{}}
 	for _, batch := range chunks(ids, 500) {

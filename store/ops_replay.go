@@ -24,7 +24,7 @@ type ReplayParams struct {
 	DryRun bool // count and check, change nothing
 	Actor  string
 	Reason string
-	Now    time.Time
+	Now    time.Time // default the current time
 	// BatchSize is how many rows one transaction changes; default 500.
 	BatchSize int
 	// Progress, when set, is called after each committed batch.
@@ -55,7 +55,7 @@ var replayable = []Status{StatusDead, StatusDeferred, StatusPending}
 // error wrapping ErrInvalidInput for a request that selects nothing, and
 // ErrUnavailable when the database cannot be reached.
 func (db *DB) Replay(ctx context.Context, p ReplayParams) (ReplayResult, error) {
-	p.Now = p.Now.UTC()
+	p.Now = orNow(p.Now)
 	if p.BatchSize <= 0 {
 		p.BatchSize = 500
 	}

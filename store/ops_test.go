@@ -207,6 +207,26 @@ func TestReplayNamedEvents(t *testing.T) {
 // A row a worker holds under its lease is never replayed: named, it is
 // refused with ErrLeased; filtered, it is skipped. Once the lease expired, it
 // is replayed and the late worker can no longer record anything on it.
+// An operation without a time is stamped now, not in year 1.
+func TestReplayAndDiscardDefaultToNow(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		storetest.Seed(t, db, opsListSeed()...)
+		before := time.Now().Add(-time.Second)
+		_, err := db.Replay(ctx, store.ReplayParams{IDs: []string{"evt_4"}, Actor: "cli:ops"})
+		require.NoError(t, err)
+		_, err = db.Discard(ctx, store.DiscardParams{IDs: []string{"evt_4"}, Actor: "cli:ops", Reason: "test"})
+		require.NoError(t, err)
+		attempts, err := db.Attempts(ctx, "evt_4")
+		require.NoError(t, err)
+		require.Len(t, attempts, 2)
+		for _, a := range attempts {
+			require.WithinRange(t, a.At, before, time.Now().Add(time.Second), a.Outcome)
+		}
+	})
+}
+
 func TestReplayRefusesLeasedRows(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
