@@ -194,8 +194,12 @@ func (db *DB) Close() error {
 	return db.db.Close()
 }
 
-// SQLX returns the underlying connection pool, for handlers and tests that run
-// their own SQL next to orderhook's.
+// SQLX returns the underlying connection pool, for programs that run their
+// own SQL next to orderhook's: creating their tables, reading what handlers
+// wrote. A handler must use the transaction it is given, never the pool: on
+// SQLite the pool has one connection, which the handler's transaction
+// holds, and on PostgreSQL a write through the pool would not commit or
+// roll back with the event.
 func (db *DB) SQLX() *sqlx.DB { return db.db }
 
 // withTx runs fn in a transaction, committing when fn returns nil and rolling

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	stripewebhook "github.com/stripe/stripe-go/v76/webhook"
 )
 
 // Mode says what the receiver answers for a stored event whose dependency
@@ -23,6 +25,10 @@ const (
 	ModeReject Mode = "reject"
 )
 
+// DefaultTolerance is the signature tolerance when Config.Tolerance is zero:
+// Stripe's own, as stripe-go's webhook.ConstructEvent applies it.
+const DefaultTolerance = stripewebhook.DefaultTolerance
+
 // DefaultMaxBody is the body limit when Config.MaxBody is zero: 1 MiB, far
 // above the largest Stripe event.
 const DefaultMaxBody int64 = 1 << 20
@@ -38,7 +44,7 @@ type Config struct {
 	// with the event, so a secret can be rolled without losing deliveries.
 	Secrets []string
 	// Tolerance is the largest accepted distance between the signature
-	// timestamp and now, in either direction; must be > 0 (Stripe uses 5m).
+	// timestamp and now, in either direction; default DefaultTolerance (5m).
 	Tolerance time.Duration
 	// MaxBody is the largest accepted body in bytes; default DefaultMaxBody.
 	MaxBody int64
@@ -51,11 +57,14 @@ type Config struct {
 	// outcome (accepted, duplicate, invalid_signature, stale_signature,
 	// malformed, too_large, dependency_missing, store_unavailable,
 	// method_not_allowed), HTTP status and duration: the hook for metrics.
+	// It runs in the request's goroutine, several at once, before the
+	// answer leaves: keep it safe for concurrent use and quick.
 	Observe func(outcome string, status int, d time.Duration)
 }
 
 // withDefaults returns cfg with zero values replaced by the defaults.
 func (cfg Config) withDefaults() Config {
+	cfg.Tolerance = cmp.Or(cfg.Tolerance, DefaultTolerance)
 	cfg.MaxBody = cmp.Or(cfg.MaxBody, DefaultMaxBody)
 	cfg.Mode = cmp.Or(cfg.Mode, ModeDefer)
 	if cfg.Now == nil {

@@ -347,7 +347,7 @@ func TestNewHandlerValidates(t *testing.T) {
 		{"an API key", func(c *webhook.Config) { c.Secrets = []string{secret0, "sk_test_leak"} }, &fakeInbox{}, nil, []string{"signing secret at index 1 does not start with whsec_"}},
 		{"prefix only", func(c *webhook.Config) { c.Secrets = []string{"whsec_"} }, &fakeInbox{}, nil, []string{"only the whsec_ prefix"}},
 		{"trailing newline", func(c *webhook.Config) { c.Secrets = []string{"whsec_leak\n"} }, &fakeInbox{}, nil, []string{"white space"}},
-		{"no tolerance", func(c *webhook.Config) { c.Tolerance = 0 }, &fakeInbox{}, nil, []string{"tolerance is 0s"}},
+		{"negative tolerance", func(c *webhook.Config) { c.Tolerance = -time.Minute }, &fakeInbox{}, nil, []string{"tolerance is -1m0s"}},
 		{"negative body limit", func(c *webhook.Config) { c.MaxBody = -1 }, &fakeInbox{}, nil, []string{"max body is -1 bytes"}},
 		{"unknown mode", func(c *webhook.Config) { c.Mode = "drop" }, &fakeInbox{}, nil, []string{`mode "drop" is unknown`}},
 		{"reject without a checker", func(c *webhook.Config) { c.Mode = webhook.ModeReject }, &fakeInbox{}, nil, []string{"reject mode needs a DependencyChecker"}},

@@ -28,6 +28,7 @@ const (
 	secret1 = "whsec_test_next_fedcba9876543210"
 )
 
+// tolerance is Stripe's: the handlers of the tests take the default.
 const tolerance = 5 * time.Minute
 
 // now is the handler's clock in every test.
@@ -52,11 +53,10 @@ func setup(t *testing.T, inbox webhook.Inbox, opts options) bundle {
 	t.Helper()
 	logs := &syncBuffer{}
 	h, err := webhook.NewHandler(webhook.Config{
-		Secrets:   []string{secret0, secret1},
-		Tolerance: tolerance,
-		MaxBody:   opts.maxBody,
-		Mode:      opts.mode,
-		Now:       func() time.Time { return now },
+		Secrets: []string{secret0, secret1},
+		MaxBody: opts.maxBody,
+		Mode:    opts.mode,
+		Now:     func() time.Time { return now },
 	}, inbox, opts.deps, zerolog.New(logs))
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
