@@ -175,10 +175,10 @@ func NewWorker(cfg Config, st Store, logger zerolog.Logger) (*Worker, error) {
 }
 
 // Run processes events until ctx is done, then returns nil once every loop
-// has finished its current transaction, or cut it short stopGrace (10 s)
-// after ctx ended. A loop whose store fails logs the failure at error and
-// tries again, backing off up to 5 s, for as long as ctx lasts: an
-// unmigrated database, too, is such a failure, not a reason to return.
+// has finished its current transaction, or cut it short 10 s after ctx
+// ended. A loop whose store fails logs the failure at error and tries
+// again, backing off up to 5 s, for as long as ctx lasts: an unmigrated
+// database, too, is such a failure, not a reason to return.
 func (w *Worker) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for i := range w.cfg.Workers {

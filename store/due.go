@@ -55,7 +55,7 @@ type Batch struct {
 // due are then leased to p.Worker and returned in Leased with fn's error,
 // untouched, so that the caller can record the failure and process the
 // others one at a time. That lease is written even when ctx has ended, and
-// gives up after rollbackLeaseTimeout. When the store fails, even under fn
+// gives up after 5 s. When the store fails, even under fn
 // (its connection is lost, or PostgreSQL answers that it is unavailable),
 // nothing is leased and the error wraps ErrUnavailable. A network error of
 // fn's own, over a live connection, is fn's.

@@ -86,7 +86,7 @@ const customerExistsQuery = `SELECT count(*) FROM stripe_customers WHERE id = $1
 
 // Customer returns the mirror row of a customer, or an error wrapping
 // ErrNotFound. Like Subscription and Invoice, it reads the transaction's
-// cache of the mirror (see mirrorCache).
+// cache of the mirror: the rows the batch read, with its own writes.
 func (tx *Tx) Customer(ctx context.Context, id string) (Customer, error) {
 	return cachedRow(ctx, tx, tx.mirror.customers, `SELECT `+customerColumns+` FROM stripe_customers WHERE id = $1`, id)
 }

@@ -42,8 +42,8 @@ func loggedByHandler(ctx context.Context) {
 // X-Request-Id when it is a short printable token, else a random one —
 // returned in the X-Request-Id answer header and available to handlers
 // through RequestID, and one log line with the method, path, status,
-// duration and id: at info, but at debug for the probes and scrapes of
-// quietPath and for a webhook delivery, which the Handler logs once, with
+// duration and id: at info, but at debug for /healthz, /readyz and
+// /metrics, which machines poll, and for a webhook delivery, which the Handler logs once, with
 // the id, its outcome and any error. It never logs headers, query strings or
 // bodies.
 func RequestLog(next http.Handler, logger zerolog.Logger) http.Handler {
