@@ -36,15 +36,21 @@ func (e Event) DecodeObject(v any) error {
 // dead like any other, and the error carries the panic's value and stack.
 var ErrPanic = errors.New("panic")
 
+// ErrPermanent, wrapped by a handler's error, dead-letters the event at
+// once, without the retries: for a failure no retry can mend, an event the
+// handler can never apply. An operator replays it once that has changed.
+var ErrPermanent = errors.New("permanent failure")
+
 // HandlerFunc applies one event inside the transaction that also marks the
 // event applied: the handler's writes through tx commit exactly once per
 // application, together with the status change, or not at all (an
 // operator's forced replay of an applied event applies it again: keep the
 // writes idempotent). A returned error rolls everything back and the event
 // is retried with backoff, then dead-lettered, whatever the error's cause,
-// a network error of the handler's own included. Only the store's failing
-// under it — tx's connection lost, or PostgreSQL answering that it is
-// unavailable — counts no attempt: the event is due again.
+// a network error of the handler's own included; at once when the error
+// wraps ErrPermanent. Only the store's failing under it — tx's connection
+// lost, or PostgreSQL answering that it is unavailable — counts no attempt:
+// the event is due again.
 // Handlers run after the built-in mirror is written for the event; they may
 // read the mirror tables but must not write them (the worker keeps its
 // batch's mirror rows in memory).

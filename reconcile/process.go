@@ -187,10 +187,10 @@ func (w *Worker) write(ctx context.Context, tx *store.Tx, ev store.Event, builti
 }
 
 // fail records a failed attempt: retried with backoff, or dead after
-// MaxAttempts.
+// MaxAttempts, or at once when cause wraps ErrPermanent.
 func (w *Worker) fail(ctx context.Context, name string, ev store.Event, start time.Time, cause error) error {
 	attempt := ev.Attempts + 1
-	dead := attempt >= w.cfg.MaxAttempts
+	dead := attempt >= w.cfg.MaxAttempts || errors.Is(cause, ErrPermanent)
 	next := start.Add(backoff(attempt, w.cfg.BackoffBase, w.cfg.BackoffMax))
 	_, err := w.store.Fail(ctx, store.Failure{
 		EventID: ev.ID, Worker: name, Err: cause.Error(), Now: start, NextAttemptAt: next, Dead: dead,

@@ -302,6 +302,31 @@ func handlerFailsThenDead(t *testing.T, prefix string, cause error) {
 	})
 }
 
+// A handler's error that wraps ErrPermanent dead-letters its event at the
+// first attempt, without the retries.
+func TestAPermanentErrorDeadLettersAtOnce(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "perm"})
+		h := startWorker(t, db, reconcile.Config{
+			PollInterval: 5 * time.Millisecond, BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, MaxAttempts: 5,
+			Handlers: map[string]reconcile.HandlerFunc{
+				"customer.created": func(_ context.Context, _ *sqlx.Tx, ev reconcile.Event) error {
+					return fmt.Errorf("customer %s has no email to bill: %w", ev.CustomerID, reconcile.ErrPermanent)
+				},
+			},
+		})
+		for _, ev := range s.Events {
+			insert(t, db, ev, time.Now())
+		}
+		dead := h.waitFor(t, "the customer event dead", func(tr reconcile.Transition) bool {
+			return tr.Outcome == store.OutcomeDead && tr.Type == "customer.created"
+		})
+		require.Equal(t, 1, dead.Attempt, "no retry")
+		require.Equal(t, []string{"dead"}, attemptOutcomes(t, db, dead.EventID))
+	})
+}
+
 // A handler that panics fails its event, which is retried and then
 // dead-lettered with the panic in its error: the process, and the other
 // customers' events, go on.
