@@ -23,7 +23,8 @@ func newRules(customerEvents []string, handlers map[string]HandlerFunc) rules {
 	if customerEvents == nil {
 		customerEvents = DefaultCustomerEvents
 	}
-	r := rules{customerEvents: make(map[string]bool, len(customerEvents)), handlers: handlers}
+	// The caller's map is copied: changing it later must not race the loops.
+	r := rules{customerEvents: make(map[string]bool, len(customerEvents)), handlers: maps.Clone(handlers)}
 	for _, t := range customerEvents {
 		r.customerEvents[t] = true
 	}

@@ -302,6 +302,35 @@ func handlerFailsThenDead(t *testing.T, prefix string, cause error) {
 	})
 }
 
+// A worker keeps the handlers it was built with: the caller's map may
+// change after, without racing the loops or changing what they run.
+func TestAWorkerKeepsItsHandlers(t *testing.T) {
+	t.Parallel()
+	db := storetest.SQLite(t)
+	s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "keep"})
+	ran := make(chan string, len(s.Events))
+	handlers := map[string]reconcile.HandlerFunc{
+		"customer.created": func(_ context.Context, _ *sqlx.Tx, ev reconcile.Event) error {
+			ran <- ev.ID
+			return nil
+		},
+	}
+	h := startWorker(t, db, reconcile.Config{PollInterval: 5 * time.Millisecond, Handlers: handlers})
+	delete(handlers, "customer.created")
+	for _, ev := range s.Events {
+		insert(t, db, ev, time.Now())
+	}
+	applied := h.waitFor(t, "the customer event applied", func(tr reconcile.Transition) bool {
+		return tr.Outcome == store.OutcomeApplied && tr.Type == "customer.created"
+	})
+	select {
+	case id := <-ran: // before the transition: it runs in the transaction
+		require.Equal(t, applied.EventID, id)
+	default:
+		t.Fatal("its handler did not run")
+	}
+}
+
 // A handler's error that wraps ErrPermanent dead-letters its event at the
 // first attempt, without the retries.
 func TestAPermanentErrorDeadLettersAtOnce(t *testing.T) {
