@@ -55,10 +55,10 @@ type Batch struct {
 // due are then leased to p.Worker and returned in Leased with fn's error,
 // untouched, so that the caller can record the failure and process the
 // others one at a time. That lease is written even when ctx has ended, and
-// gives up after 5 s. When the store fails, even under fn
-// (its connection is lost, or PostgreSQL answers that it is unavailable),
-// nothing is leased and the error wraps ErrUnavailable. A network error of
-// fn's own, over a live connection, is fn's.
+// gives up after 5 s. When the store fails, even under fn (its connection
+// is lost, or PostgreSQL answers that it is unavailable), nothing is leased
+// and the error wraps ErrUnavailable. A network error of fn's own, over a
+// live connection, is fn's.
 func (db *DB) ProcessDue(ctx context.Context, p ClaimParams, fn func(ctx context.Context, tx *Tx) error) (Batch, error) {
 	if p.Partitions > 1 && (p.Partition < 0 || p.Partition >= p.Partitions) {
 		return Batch{}, fmt.Errorf("claim partition %d of %d: want 0 to %d", p.Partition, p.Partitions, p.Partitions-1)

@@ -79,10 +79,9 @@ func (db *DB) InsertEvent(ctx context.Context, ev Event) (inserted bool, err err
 }
 
 // IngestIdle returns a channel that is closed once no InsertEvent call of
-// this process has been under way for 5 ms:
-// at once when none has been. The pause is what tells the end of a burst
-// from the gap between one group commit's answers and the senders' next
-// requests. A reconciler with IngestYield set waits on it, for a bounded
+// this process has been under way for 5 ms: at once when none has been.
+// The pause is what tells the end of a burst from the gap between one
+// group commit's answers and the senders' next requests. A reconciler with IngestYield set waits on it, for a bounded
 // time, so that during a burst the deliveries waiting for their
 // acknowledgement go first.
 func (db *DB) IngestIdle() <-chan struct{} {
