@@ -51,6 +51,10 @@ fuzz: ## Fuzz the signature header, the whole delivery and the envelope parser (
 bench: ## Run the Go benchmarks of the hot paths
 	ORDERHOOK_TEST_DATABASE_URL='$(PG_URL)' go test -run '^$$' -bench . -benchmem ./...
 
+.PHONY: bench-runs
+bench-runs: build ## BENCHMARKS.md's billing-run bench, once per seed (SEEDS="1 2 3"; BENCH_FLAGS, BENCH_DB: scripts/bench-runs.sh)
+	scripts/bench-runs.sh $(SEEDS)
+
 .PHONY: compose-config
 compose-config: ## Validate docker-compose.yml
 	STRIPE_WEBHOOK_SECRET=whsec_check docker-compose -f docker-compose.yml config -q
