@@ -13,7 +13,9 @@
 # BENCH_DB (default postgres://postgres@127.0.0.1:5432/ohbench?sslmode=disable;
 # its database is dropped and created), BENCH_FLAGS and SERVE_FLAGS (more
 # flags), BENCH_PORT (default 18080), BENCH_OUT (directory for each run's
-# report and server log, default a new temporary one).
+# report and server log, default a new temporary one). Exits 1 when a run
+# failed (bench exits 1 when a delivery was refused or an event not
+# applied), after the others.
 set -euo pipefail
 
 BIN=${BIN:-bin/orderhook}
@@ -40,7 +42,7 @@ fresh_db() {
 		name=${name%%\?*}
 		local admin=${DB%/*}/postgres
 		[[ $DB == *\?* ]] && admin+="?${DB#*\?}"
-		psql -qX "$admin" -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" -c "CREATE DATABASE \"$name\"" >/dev/null
+		PGOPTIONS="-c client_min_messages=warning" psql -qX "$admin" -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" -c "CREATE DATABASE \"$name\"" >/dev/null
 		;;
 	sqlite:*)
 		local path=${DB#sqlite:}
@@ -65,6 +67,7 @@ stop_server() {
 trap stop_server EXIT
 
 export ORDERHOOK_STRIPE_SECRETS=whsec_bench_runs_only_not_a_real_secret
+failed=()
 for seed in "$@"; do
 	fresh_db
 	"$BIN" serve --db "$DB" --addr "127.0.0.1:$PORT" "${serve_flags[@]}" >"$OUT/serve.$seed.log" 2>&1 &
@@ -78,6 +81,13 @@ for seed in "$@"; do
 	status=0
 	"$BIN" bench --url "http://127.0.0.1:$PORT/webhooks/stripe" --db "$DB" --pid "$server" --seed "$seed" "${bench_flags[@]}" 2>&1 | tee "$OUT/bench.$seed.txt" || status=$?
 	stop_server
-	((status == 0)) || echo "bench-runs: seed $seed exited $status" >&2
+	if ((status != 0)); then
+		echo "bench-runs: seed $seed exited $status" >&2
+		failed+=("$seed")
+	fi
 done
 echo "reports and server logs: $OUT"
+if ((${#failed[@]} > 0)); then
+	echo "bench-runs: failed: seeds ${failed[*]}" >&2
+	exit 1
+fi
