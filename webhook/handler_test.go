@@ -61,10 +61,10 @@ func TestSignature(t *testing.T) {
 		{name: "missing header", header: func([]byte) string { return "" }, status: 400, problem: "invalid-signature", detail: "no Stripe-Signature header"},
 		{name: "blank header", header: func([]byte) string { return " " }, status: 400, problem: "invalid-signature", detail: "malformed: it is empty"},
 		{name: "no t", header: func(p []byte) string { return v1(p, secret0) }, status: 400, problem: "invalid-signature", detail: "malformed: it has no t="},
-		{name: "t not an integer", header: func(p []byte) string { return "t=soon," + v1(p, secret0) }, status: 400, problem: "invalid-signature", detail: "malformed"},
-		{name: "t twice", header: func(p []byte) string { return ts + "," + ts + "," + v1(p, secret0) }, status: 400, problem: "invalid-signature", detail: "malformed"},
+		{name: "t not an integer", header: func(p []byte) string { return "t=soon," + v1(p, secret0) }, status: 400, problem: "invalid-signature", detail: "malformed: it has a t= that is not a Unix time"},
+		{name: "t twice", header: func(p []byte) string { return ts + "," + ts + "," + v1(p, secret0) }, status: 400, problem: "invalid-signature", detail: "malformed: it has more than one t="},
 		{name: "no v1", header: func([]byte) string { return ts + ",v0=abcdef" }, status: 400, problem: "invalid-signature", detail: "malformed: it has no v1="},
-		{name: "garbage", header: func([]byte) string { return "garbage" }, status: 400, problem: "invalid-signature", detail: "malformed"},
+		{name: "garbage", header: func([]byte) string { return "garbage" }, status: 400, problem: "invalid-signature", detail: "malformed: it has an element 1 that is not key=value"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

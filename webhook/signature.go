@@ -26,7 +26,7 @@ const maxTimestampDigits = 18
 // once as a non-negative integer and at least one hex v1= value; it ignores
 // other keys and v1= values that are not hex (they can never match), as
 // Stripe's libraries do. Its errors describe the problem without quoting the
-// header.
+// header, as what the header "is" or "has".
 func parseSignatureHeader(header string) (signatureHeader, error) {
 	if strings.TrimSpace(header) == "" {
 		return signatureHeader{}, errors.New("is empty")
@@ -41,7 +41,7 @@ func parseSignatureHeader(header string) (signatureHeader, error) {
 		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
 		switch {
 		case !ok || key == "":
-			return signatureHeader{}, fmt.Errorf("element %d is not key=value", i+1)
+			return signatureHeader{}, fmt.Errorf("has an element %d that is not key=value", i+1)
 		case key == "t" && sawT:
 			return signatureHeader{}, errors.New("has more than one t=")
 		case key == "t":
@@ -72,7 +72,7 @@ func parseSignatureHeader(header string) (signatureHeader, error) {
 // parseTimestamp reads t=: decimal digits only, no sign.
 func parseTimestamp(s string) (int64, error) {
 	if s == "" || len(s) > maxTimestampDigits || strings.ContainsFunc(s, func(r rune) bool { return r < '0' || r > '9' }) {
-		return 0, errors.New("t= is not a Unix time in seconds")
+		return 0, errors.New("has a t= that is not a Unix time in seconds")
 	}
 	return strconv.ParseInt(s, 10, 64) // cannot fail: at most 18 digits
 }

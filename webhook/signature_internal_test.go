@@ -38,9 +38,9 @@ func TestParseSignatureHeader(t *testing.T) {
 		{"no v1", "t=1,v0=00", signatureHeader{}, "has no v1= signature"},
 		{"v1 not hex", "t=1,v1=xyz", signatureHeader{}, "no v1= signature in hex"},
 		{"v1 empty", "t=1,v1=", signatureHeader{}, "no v1= signature in hex"},
-		{"garbage", "garbage", signatureHeader{}, "element 1 is not key=value"},
-		{"empty element", "t=1,,v1=00", signatureHeader{}, "element 2 is not key=value"},
-		{"empty key", "t=1,=00,v1=00", signatureHeader{}, "element 2 is not key=value"},
+		{"garbage", "garbage", signatureHeader{}, "has an element 1 that is not key=value"},
+		{"empty element", "t=1,,v1=00", signatureHeader{}, "has an element 2 that is not key=value"},
+		{"empty key", "t=1,=00,v1=00", signatureHeader{}, "has an element 2 that is not key=value"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
