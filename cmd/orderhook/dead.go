@@ -114,7 +114,7 @@ func (f *deadReplayFlags) params(ids []string, actor string) (store.ReplayParams
 
 // deadReplay counts, confirms, then replays with a progress bar.
 func (a *app) deadReplay(cmd *cobra.Command, p store.ReplayParams, f deadReplayFlags) error {
-	db, err := a.globals.openStore(cmd)
+	db, err := a.globals.openInbox(cmd)
 	if err != nil {
 		return err
 	}
@@ -236,7 +236,7 @@ usage error.`,
 			if strings.TrimSpace(reason) == "" {
 				return usagef("--reason is required: say why, it is kept in the events' history")
 			}
-			db, err := a.globals.openStore(cmd)
+			db, err := a.globals.openInbox(cmd)
 			if err != nil {
 				return err
 			}

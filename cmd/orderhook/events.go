@@ -117,7 +117,7 @@ func (a *app) listEvents(cmd *cobra.Command, f filterFlags, asJSON, dead bool) e
 	if dead {
 		filter.Statuses = []store.Status{store.StatusDead}
 	}
-	db, err := a.globals.openStore(cmd)
+	db, err := a.globals.openInbox(cmd)
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (a *app) eventsShowCmd() *cobra.Command {
   orderhook events show evt_1Q2w3E --payload | jq .data.object`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := a.globals.openStore(cmd)
+			db, err := a.globals.openInbox(cmd)
 			if err != nil {
 				return err
 			}
@@ -272,7 +272,7 @@ usage error.`,
   orderhook events replay evt_1Q2w3E --force   # re-run an applied event`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := a.globals.openStore(cmd)
+			db, err := a.globals.openInbox(cmd)
 			if err != nil {
 				return err
 			}

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -78,6 +81,32 @@ func (g *globalFlags) openStore(cmd *cobra.Command) (*store.DB, error) {
 		return nil, fmt.Errorf("open database: no answer within %s: %w", openTimeout, err)
 	case err != nil:
 		return nil, fmt.Errorf("open database: %w", err)
+	}
+	return db, nil
+}
+
+// openInbox opens the configured database for a command that reads or
+// changes an existing inbox (status, events, dead). A SQLite file that is
+// not there is a usage error, not created: a mistyped --db would otherwise
+// leave an empty database behind and report a missing table. A database
+// whose migrations are not all applied is refused with the first pending
+// one, instead of a query failing on a table or column it lacks.
+func (g *globalFlags) openInbox(cmd *cobra.Command) (*store.DB, error) {
+	if path, ok := strings.CutPrefix(g.db, "sqlite:"); ok {
+		path = strings.TrimPrefix(path, "//")
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, usagef("--db %s: no such file (serve and migrate create it)", g.db)
+		}
+	}
+	db, err := g.openStore(cmd)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), openTimeout)
+	defer cancel()
+	if err := db.Ready(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("database %s: %w", store.Redact(g.db), err)
 	}
 	return db, nil
 }

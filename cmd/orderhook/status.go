@@ -34,7 +34,7 @@ monitoring check), 2 on a usage error.`,
 			if top < 1 {
 				return usagef("--top %d: use a positive number", top)
 			}
-			db, err := a.globals.openStore(cmd)
+			db, err := a.globals.openInbox(cmd)
 			if err != nil {
 				return err
 			}
