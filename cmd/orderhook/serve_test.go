@@ -155,6 +155,8 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 		{"zero tolerance", []string{"--tolerance", "0s"}, nil, "--tolerance 0s: must be positive"},
 		{"bad tolerance env", nil, map[string]string{"ORDERHOOK_TOLERANCE": "five minutes"}, "ORDERHOOK_TOLERANCE"},
 		{"mode", []string{"--mode", "sleep"}, nil, "use defer or reject"},
+		{"addr without port", []string{"--addr", "localhost"}, nil, "--addr \"localhost\": use HOST:PORT"},
+		{"addr from env", nil, map[string]string{"ORDERHOOK_ADDR": "127.0.0.1:80:80"}, "--addr \"127.0.0.1:80:80\""},
 		{"role", []string{"--role", "both"}, nil, "use all, receiver or worker"},
 		{"max body", []string{"--max-body", "lots"}, nil, "--max-body"},
 		{"workers", []string{"--workers", "0"}, nil, "at least 1"},
@@ -174,14 +176,16 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
 			args := []string{"serve"}
+			db := storetest.SQLiteURL(t)
 			if tc.env["DATABASE_URL"] == "" {
-				args = append(args, "--db", storetest.SQLiteURL(t))
+				args = append(args, "--db", db)
 			}
 			args = append(args, tc.args...)
 			err := run(context.Background(), args, env(tc.env), strings.NewReader(""), &stdout, &stderr)
 			require.ErrorContains(t, err, tc.want)
 			require.Equal(t, exitUsage, exitCode(err))
 			require.Empty(t, stdout.String(), "refused before it listened")
+			require.NoFileExists(t, strings.TrimPrefix(db, "sqlite:"), "refused before the database was created")
 		})
 	}
 }
