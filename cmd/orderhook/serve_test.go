@@ -205,7 +205,7 @@ func TestServeIngestSettingsDependOnTheDatabase(t *testing.T) {
 		{"0", "0", "128", store.SQLite, 0, 0, 128, 128},
 		{"250ms", "3", "1", store.Postgres, 250 * time.Millisecond, 3, 1, 1},
 	} {
-		f := serveFlags{tolerance: time.Minute, mode: "defer", role: roleAll, maxBody: "1MiB", workers: 4, batchSize: tc.batch, maxAttempts: 1,
+		f := serveFlags{addr: "127.0.0.1:0", tolerance: time.Minute, mode: "defer", role: roleAll, maxBody: "1MiB", workers: 4, batchSize: tc.batch, maxAttempts: 1,
 			dependencyTimeout: time.Hour, customerEvents: []string{"customer.created"}, ingestYield: tc.yield, ingestLoops: tc.loops,
 			ingestMaxLag: 7 * time.Second}
 		cfg, err := f.validate()
