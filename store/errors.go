@@ -71,7 +71,7 @@ func translate(err error) error {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrUnavailable):
 		return err // translated already
 	case errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("%w: %w", ErrNotFound, err)
+		return ErrNotFound // the driver's "no rows in result set" says no more
 	case isUnavailable(err):
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	default:

@@ -178,6 +178,7 @@ func TestShowEvent(t *testing.T) {
 
 	p := requireProblem(t, b.do(t, http.MethodGet, "/admin/api/events/evt_nope", ""), http.StatusNotFound, "event-not-found")
 	require.Equal(t, "evt_nope", p.EventID)
+	require.Equal(t, "no event evt_nope in the inbox", p.Detail, "in its own words, not the driver's")
 }
 
 func TestReplayEvent(t *testing.T) {
@@ -202,7 +203,8 @@ func TestReplayEvent(t *testing.T) {
 		p = requireProblem(t, b.do(t, http.MethodPost, "/admin/api/events/evt_5/replay", ""), http.StatusConflict, "event-leased")
 		require.Contains(t, p.Detail, "a worker (w/0) is processing it")
 
-		requireProblem(t, b.do(t, http.MethodPost, "/admin/api/events/evt_nope/replay", ""), http.StatusNotFound, "event-not-found")
+		p = requireProblem(t, b.do(t, http.MethodPost, "/admin/api/events/evt_nope/replay", ""), http.StatusNotFound, "event-not-found")
+		require.Equal(t, "no event evt_nope in the inbox", p.Detail)
 		requireProblem(t, b.do(t, http.MethodPost, "/admin/api/events/evt_3/replay", `{"forse":true}`), http.StatusBadRequest, "invalid-request")
 		requireProblem(t, b.do(t, http.MethodPost, "/admin/api/events/evt_3/replay?force=maybe", ""), http.StatusBadRequest, "invalid-request")
 	})

@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/orderhook/orderhook/store"
@@ -36,6 +37,9 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error, eventI
 		p.Status, p.Type, p.Title = http.StatusBadRequest, "invalid-request", "Invalid request"
 	case errors.Is(err, store.ErrNotFound):
 		p.Status, p.Type, p.Title = http.StatusNotFound, "event-not-found", "Event not found"
+		if eventID != "" {
+			p.Detail = fmt.Sprintf("no event %s in the inbox", eventID)
+		}
 	case errors.Is(err, store.ErrLeased):
 		p.Status, p.Type, p.Title = http.StatusConflict, "event-leased", "Event is being processed"
 	case errors.Is(err, store.ErrConflict):
