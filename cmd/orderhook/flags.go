@@ -85,20 +85,26 @@ func (g *globalFlags) openStore(cmd *cobra.Command) (*store.DB, error) {
 	return db, nil
 }
 
-// openInbox opens the configured database for a command that reads or
-// changes an existing inbox (status, events, dead). A SQLite file that is
-// not there is a usage error, not created: a mistyped --db would otherwise
-// leave an empty database behind and report a missing table. A database
-// whose migrations are not all applied is refused with the first pending
-// one, instead of a query failing on a table or column it lacks.
-func (g *globalFlags) openInbox(cmd *cobra.Command) (*store.DB, error) {
+// openExisting opens the configured database without creating it: a
+// SQLite file that is not there is a usage error, not created, since a
+// mistyped --db would otherwise leave an empty database behind and report
+// a missing table. serve and migrate create it.
+func (g *globalFlags) openExisting(cmd *cobra.Command) (*store.DB, error) {
 	if path, ok := strings.CutPrefix(g.db, "sqlite:"); ok {
 		path = strings.TrimPrefix(path, "//")
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			return nil, usagef("--db %s: no such file (serve and migrate create it)", g.db)
 		}
 	}
-	db, err := g.openStore(cmd)
+	return g.openStore(cmd)
+}
+
+// openInbox opens the configured database for a command that reads or
+// changes an existing inbox (status, events, dead), as openExisting does,
+// and refuses one whose migrations are not all applied, naming the first
+// pending one, instead of a query failing on a table or column it lacks.
+func (g *globalFlags) openInbox(cmd *cobra.Command) (*store.DB, error) {
+	db, err := g.openExisting(cmd)
 	if err != nil {
 		return nil, err
 	}

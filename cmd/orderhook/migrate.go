@@ -43,7 +43,7 @@ func (a *app) migrateStatusCmd() *cobra.Command {
 		Short: "List migrations and whether each is applied",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := a.globals.openStore(cmd)
+			db, err := a.globals.openExisting(cmd)
 			if err != nil {
 				return err
 			}
