@@ -162,7 +162,8 @@ func (a *app) bench(cmd *cobra.Command, f *benchFlags) (err error) {
 		}()
 		target = desc
 	}
-	db, err := a.globals.openStore(cmd)
+	// The server's database: migrated by it, whether bench started it or not.
+	db, err := a.globals.openInbox(cmd)
 	if err != nil {
 		return err
 	}

@@ -229,6 +229,7 @@ func TestBenchRejectsBadUsage(t *testing.T) {
 		{[]string{"--customers", "0"}, "--customers 0"},
 		{[]string{"--timeout", "0s"}, "--timeout 0s"},
 		{[]string{"--db", "mysql://x"}, "use sqlite:PATH or postgres://"},
+		{[]string{"--url", "http://127.0.0.1:1/webhooks/stripe", "--secret", "whsec_x", "--db", "sqlite:/nonexistent-orderhook-dir/typo.db"}, "typo.db: no such file"},
 		{[]string{"extra"}, "unknown command"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
