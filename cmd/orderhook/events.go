@@ -226,7 +226,7 @@ func printDetail(w io.Writer, d store.EventDetail) error {
 		{"api version", orDash(ev.APIVersion)}, {"livemode", strconv.FormatBool(ev.Livemode)},
 		{"secret", "#" + strconv.Itoa(ev.SecretIndex)}, {"attempts", strconv.Itoa(ev.Attempts)},
 		{"next attempt", fmtTime(ev.NextAttemptAt)}, {"waiting for", orDash(ev.WaitingFor)},
-		{"last error", orDash(ev.LastError)}, {"applied at", fmtTimePtr(ev.AppliedAt)}, {"lease", lease},
+		{"released at", fmtTimePtr(ev.ReleasedAt)}, {"last error", orDash(ev.LastError)}, {"applied at", fmtTimePtr(ev.AppliedAt)}, {"lease", lease},
 	} {
 		t.row(f[0], f[1])
 	}

@@ -123,6 +123,7 @@ secret        #0
 attempts      1
 next attempt  2026-03-01T12:01:00Z
 waiting for   -
+released at   -
 last error    handler for x: boom
 applied at    -
 lease         -
@@ -171,6 +172,14 @@ AT                    OUTCOME  ATTEMPT  BY   ERROR / DETAIL
 		require.ErrorIs(t, err, store.ErrNotFound)
 		require.Equal(t, "event evt_nope: not found in the inbox; `orderhook events list` shows what is there", err.Error())
 		require.Empty(t, out)
+
+		// A dependency released it: when, as the history's released row says.
+		_, err = c.db.SQLX().ExecContext(context.Background(), c.db.SQLX().Rebind(`UPDATE webhook_events SET released_at = ? WHERE event_id = 'evt_5'`),
+			time.Date(2026, 3, 1, 12, 0, 30, 0, time.UTC))
+		require.NoError(t, err)
+		out, _, err = c.run("", "events", "show", "evt_5")
+		require.NoError(t, err)
+		require.Contains(t, out, "\nreleased at   2026-03-01T12:00:30Z\n")
 	})
 }
 
