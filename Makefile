@@ -36,10 +36,11 @@ ci: ## Run what CI runs (.ci/run)
 	bash .ci/run
 
 .PHONY: lint
-lint: ## gofmt, go vet and staticcheck (pinned)
+lint: ## gofmt, go vet, staticcheck (pinned) and shellcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	shellcheck .ci/run scripts/*.sh
 
 .PHONY: fuzz
 fuzz: ## Fuzz the signature header, the whole delivery and the envelope parser (FUZZTIME each, default 2m)
