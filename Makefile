@@ -56,6 +56,10 @@ bench: ## Run the Go benchmarks of the hot paths
 bench-runs: build ## BENCHMARKS.md's billing-run bench, once per seed (SEEDS="1 2 3"; BENCH_FLAGS, BENCH_DB: scripts/bench-runs.sh)
 	scripts/bench-runs.sh $(SEEDS)
 
+.PHONY: bench-drain
+bench-drain: build ## The reconciler alone draining a stored billing run, once per tag (TAGS="a b c"; SERVE_FLAGS: scripts/bench-drain.sh)
+	scripts/bench-drain.sh $(TAGS)
+
 .PHONY: compose-config
 compose-config: ## Validate docker-compose.yml
 	STRIPE_WEBHOOK_SECRET=whsec_check docker-compose -f docker-compose.yml config -q
