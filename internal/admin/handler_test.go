@@ -156,7 +156,10 @@ func TestStatusAndListings(t *testing.T) {
 		require.Equal(t, []string{"evt_4", "evt_3"}, ids(page.Events))
 
 		for _, q := range []string{"/admin/api/dead?status=applied", "/admin/api/events?since=yesterday", "/admin/api/events?limit=-1",
-			"/admin/api/events?status=stuck", "/admin/api/events?cursor=garbage", "/admin/api/status?top=x"} {
+			"/admin/api/events?status=stuck", "/admin/api/events?cursor=garbage", "/admin/api/status?top=x",
+			// Blank, each would list every event.
+			"/admin/api/dead?customer=", "/admin/api/dead?type=", "/admin/api/dead?type=,%20", "/admin/api/events?status=",
+			"/admin/api/events?since=", "/admin/api/events?until=%20"} {
 			requireProblem(t, b.do(t, http.MethodGet, q, ""), http.StatusBadRequest, "invalid-request")
 		}
 	})
@@ -220,9 +223,16 @@ func TestDeadReplayAndDiscard(t *testing.T) {
 		require.Equal(t, store.ReplayResult{DryRun: true, Matched: 1, Eligible: 1, Refused: []store.Refusal{}}, decode[store.ReplayResult](t, rec))
 
 		for _, body := range []string{`{}`, `{"ids":["evt_3"],"all":true}`, `{"ids":["evt_3"],"types":["x"]}`, `{"all":true,"since":"soon"}`, `not json`,
-			`{"all":true,"types":[""]}`, `{"all":true,"types":["invoice.paid"," "]}`, `{"all":true,"types":[","]}`} {
-			requireProblem(t, b.do(t, http.MethodPost, "/admin/api/dead/replay", body), http.StatusBadRequest, "invalid-request")
+			`{"ids":["evt_3"],"customer_id":"cus_c"}`,
+			// Blank, each would replay every dead event.
+			`{"all":true,"types":[""]}`, `{"all":true,"types":["invoice.paid"," "]}`, `{"all":true,"types":[","]}`, `{"all":true,"types":[]}`,
+			`{"all":true,"customer_id":""}`, `{"all":true,"customer_id":" "}`, `{"all":true,"since":""}`, `{"all":true,"until":""}`} {
+			p := requireProblem(t, b.do(t, http.MethodPost, "/admin/api/dead/replay", body), http.StatusBadRequest, "invalid-request")
+			require.NotEmpty(t, p.Detail, body)
 		}
+		rec = b.do(t, http.MethodPost, "/admin/api/dead/replay", `{"all":true,"customer_id":"cus_c","types":null,"since":"1h","dry_run":true}`)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		require.Equal(t, 2, decode[store.ReplayResult](t, rec).Matched)
 
 		rec = b.do(t, http.MethodPost, "/admin/api/dead/replay", `{"ids":["evt_3","evt_2"],"reason":"fixed"}`)
 		require.Equal(t, http.StatusOK, rec.Code)

@@ -131,11 +131,37 @@ type deadReplayRequest struct {
 	IDs        []string `json:"ids"`
 	All        bool     `json:"all"`
 	Types      []string `json:"types"`
-	CustomerID string   `json:"customer_id"`
-	Since      string   `json:"since"`
-	Until      string   `json:"until"`
+	CustomerID *string  `json:"customer_id"`
+	Since      *string  `json:"since"`
+	Until      *string  `json:"until"`
 	DryRun     bool     `json:"dry_run"`
 	Reason     string   `json:"reason"`
+}
+
+// filter returns the request's filter as query values, the keys parseFilter
+// reads, with only the fields that were sent. A field sent blank is an error:
+// taken as no filter, it would widen "all" to every dead event.
+func (req *deadReplayRequest) filter() (url.Values, error) {
+	if (req.Types != nil && len(req.Types) == 0) || slices.ContainsFunc(req.Types, func(t string) bool { return strings.Trim(t, " ,") == "" }) {
+		return nil, badRequest{errors.New(`"types" is empty or has a blank entry: name each type, or leave "types" out to replay every dead event`)}
+	}
+	q := url.Values{}
+	if len(req.Types) > 0 {
+		q["type"] = req.Types
+	}
+	for _, f := range []struct {
+		field, key string
+		value      *string
+	}{{"customer_id", "customer", req.CustomerID}, {"since", "since", req.Since}, {"until", "until", req.Until}} {
+		if f.value == nil {
+			continue
+		}
+		if strings.TrimSpace(*f.value) == "" {
+			return nil, badRequest{fmt.Errorf("%q is blank: give a value, or leave %q out to replay every dead event", f.field, f.field)}
+		}
+		q.Set(f.key, *f.value)
+	}
+	return q, nil
 }
 
 // replayDead answers POST dead/replay with a store.ReplayResult; named
@@ -160,19 +186,17 @@ func (h *handler) deadReplayParams(r *http.Request, req *deadReplayRequest) (sto
 	if err := decode(r, req, false); err != nil {
 		return store.ReplayParams{}, err
 	}
-	hasFilter := len(req.Types) > 0 || req.CustomerID != "" || req.Since != "" || req.Until != ""
+	q, err := req.filter()
 	switch {
-	case slices.ContainsFunc(req.Types, func(t string) bool { return strings.Trim(t, " ,") == "" }):
-		// Dropped, a blank type would widen "all" to every dead event.
-		return store.ReplayParams{}, badRequest{errors.New(`"types" has a blank entry: name each type, or leave "types" out to replay every dead event`)}
+	case err != nil:
+		return store.ReplayParams{}, err
 	case len(req.IDs) > 0 && req.All:
 		return store.ReplayParams{}, badRequest{errors.New(`send "ids" or "all": true, not both`)}
 	case len(req.IDs) == 0 && !req.All:
 		return store.ReplayParams{}, badRequest{errors.New(`send "ids" to replay named events, or "all": true (with optional filters) to replay every matching dead event`)}
-	case len(req.IDs) > 0 && hasFilter:
+	case len(req.IDs) > 0 && len(q) > 0:
 		return store.ReplayParams{}, badRequest{errors.New(`filters apply to "all": true only`)}
 	}
-	q := url.Values{"type": req.Types, "customer": {req.CustomerID}, "since": {req.Since}, "until": {req.Until}}
 	f, err := parseFilter(q, h.now())
 	if err != nil {
 		return store.ReplayParams{}, err
@@ -226,11 +250,20 @@ func decode(r *http.Request, v any, optional bool) error {
 	return nil
 }
 
+// filterKeys are the query parameters parseFilter reads.
+var filterKeys = []string{"status", "type", "customer", "since", "until"}
+
 // parseFilter reads status, type, customer, since and until from q. Lists may
 // repeat or be comma-separated; times are RFC 3339, a date, or a duration
-// before now ("24h").
+// before now ("24h"). A parameter given blank ("customer=") is an error, as
+// the CLI's blank flag is: taken as no filter, it would list every event.
 func parseFilter(q url.Values, now time.Time) (store.EventFilter, error) {
 	var f store.EventFilter
+	for _, key := range filterKeys {
+		if q.Has(key) && len(list(q[key])) == 0 {
+			return f, badRequest{fmt.Errorf("%s is blank: give a value, or leave %s out", key, key)}
+		}
+	}
 	for _, s := range list(q["status"]) {
 		f.Statuses = append(f.Statuses, store.Status(s))
 	}
