@@ -59,6 +59,20 @@ func (g *globalFlags) logger(w io.Writer) (zerolog.Logger, error) {
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
 }
 
+// secretList splits each --secret value on commas, as ORDERHOOK_STRIPE_SECRETS
+// is split: no Stripe signing secret holds a comma, and two taken as one would
+// verify no signature. Entries are trimmed; blank ones are kept, for the
+// caller to refuse rather than drop.
+func secretList(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, s := range strings.Split(v, ",") {
+			out = append(out, strings.TrimSpace(s))
+		}
+	}
+	return out
+}
+
 // openTimeout bounds connecting to the database at start: a server that
 // accepts the connection and never answers would otherwise hold a command,
 // serve included, for ever and without a word.

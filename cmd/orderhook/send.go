@@ -46,7 +46,7 @@ type sendFlags struct {
 
 func (f *sendFlags) register(flags *pflag.FlagSet) {
 	flags.StringVar(&f.cfg.URL, "url", defaultSendURL, "webhook endpoint to post to")
-	flags.StringArrayVar(&f.cfg.Secrets, "secret", nil, "signing secret whsec_…; repeat it to sign with several, as Stripe does while rolling secrets")
+	flags.StringArrayVar(&f.cfg.Secrets, "secret", nil, "signing secret whsec_…; repeat it or separate with commas to sign with several, as Stripe does while rolling secrets")
 	flags.IntVar(&f.cfg.Concurrency, "concurrency", 1, "deliveries in flight at once")
 	flags.BoolVar(&f.cfg.Shuffle, "shuffle", false, "send in random order")
 	flags.Uint64Var(&f.cfg.Seed, "seed", 0, "shuffle seed, to repeat an order (needs --shuffle; the report prints the seed used)")
@@ -64,9 +64,12 @@ func (f *sendFlags) register(flags *pflag.FlagSet) {
 
 // validate rejects what the sender would silently default.
 func (f *sendFlags) validate(flags *pflag.FlagSet) error {
+	f.cfg.Secrets = secretList(f.cfg.Secrets)
 	switch {
 	case len(f.cfg.Secrets) == 0:
 		return usagef("no signing secret: pass --secret whsec_… (the one `orderhook serve` printed, or the endpoint's) or set ORDERHOOK_STRIPE_SECRETS")
+	case slices.Contains(f.cfg.Secrets, ""):
+		return usagef("--secret has a blank secret: give each whsec_…, or leave --secret out to use ORDERHOOK_STRIPE_SECRETS")
 	case f.cfg.Concurrency < 1:
 		return usagef("--concurrency %d: use 1 or more", f.cfg.Concurrency)
 	case f.cfg.Repeat < 1:

@@ -181,9 +181,13 @@ func TestSendSignsWithEverySecret(t *testing.T) {
 	srv, requests := sendReceiver(t, nil, "whsec_old", "whsec_new") // wants both v1s
 
 	stdout, _, err := runSend(t, nil, "--url", srv.URL, "--secret", "whsec_old", "--secret", "whsec_new", writeSendEvents(t))
-
 	require.NoError(t, err, stdout)
 	require.EqualValues(t, 2, requests.Load())
+
+	// Comma-separated, as in ORDERHOOK_STRIPE_SECRETS: two secrets, not one.
+	stdout, _, err = runSend(t, nil, "--url", srv.URL, "--secret", "whsec_old, whsec_new", writeSendEvents(t))
+	require.NoError(t, err, stdout)
+	require.EqualValues(t, 4, requests.Load())
 }
 
 func TestSendFlagsOverrideEnvironment(t *testing.T) {
@@ -211,6 +215,8 @@ func TestSendUsageErrors(t *testing.T) {
 		{"no files", ok, nil, "name at least one event FILE or DIR"},
 		{"no secret", []string{dir}, nil, "no signing secret"},
 		{"blank secret list", []string{dir}, map[string]string{"ORDERHOOK_STRIPE_SECRETS": " , "}, "no signing secret"},
+		{"blank secret", []string{"--url", "http://127.0.0.1:1/webhooks/stripe", "--secret", "", dir}, nil, "--secret has a blank secret"},
+		{"blank comma-separated secret", []string{"--url", "http://127.0.0.1:1/webhooks/stripe", "--secret", sendSecret + ",", dir}, nil, "--secret has a blank secret"},
 		{"unknown flag", append([]string{"--colour", dir}, ok...), nil, "unknown flag"},
 		{"bad number", append([]string{"--concurrency", "many", dir}, ok...), nil, "invalid argument"},
 		{"zero concurrency", append([]string{"--concurrency", "0", dir}, ok...), nil, "--concurrency 0"},

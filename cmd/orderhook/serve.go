@@ -95,7 +95,7 @@ generates an ephemeral whsec_ secret and prints it with a ready-to-paste
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
-	fs.StringArrayVar(&f.secrets, "secret", nil, "Stripe signing secret whsec_… (repeatable: any one verifies)")
+	fs.StringArrayVar(&f.secrets, "secret", nil, "Stripe signing secret whsec_… (repeatable or comma-separated: any one verifies)")
 	fs.DurationVar(&f.tolerance, "tolerance", 5*time.Minute, "accepted age of a signature timestamp, either way")
 	fs.StringVar(&f.mode, "mode", string(webhook.ModeDefer), "defer: answer 200 once stored; reject: answer 409 while the event's dependency is missing")
 	fs.StringVar(&f.maxBody, "max-body", "1MiB", "largest accepted body")
@@ -202,7 +202,8 @@ func (c serveConfig) reconcileIngestLoops(dialect store.Dialect) int {
 
 func (f serveFlags) validate() (serveConfig, error) {
 	c := serveConfig{serveFlags: f}
-	for _, s := range f.secrets {
+	c.secrets = secretList(f.secrets)
+	for _, s := range c.secrets {
 		if !strings.HasPrefix(s, "whsec_") || len(s) == len("whsec_") {
 			return c, usagef("--secret: a Stripe signing secret starts with whsec_ (find it in the Dashboard under the endpoint, or in the output of 'stripe listen')")
 		}

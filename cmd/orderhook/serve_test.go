@@ -152,6 +152,8 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 		{"db url from env", nil, map[string]string{"DATABASE_URL": "redis://x"}, "use sqlite:PATH or postgres://"},
 		{"secret prefix", []string{"--secret", "sk_test_123"}, nil, "starts with whsec_"},
 		{"secret prefix from env", nil, map[string]string{"ORDERHOOK_STRIPE_SECRETS": "whsec_ok, oops"}, "starts with whsec_"},
+		{"comma-separated secret prefix", []string{"--secret", "whsec_ok,oops"}, nil, "starts with whsec_"},
+		{"blank comma-separated secret", []string{"--secret", "whsec_ok,"}, nil, "starts with whsec_"},
 		{"zero tolerance", []string{"--tolerance", "0s"}, nil, "--tolerance 0s: must be positive"},
 		{"bad tolerance env", nil, map[string]string{"ORDERHOOK_TOLERANCE": "five minutes"}, "ORDERHOOK_TOLERANCE"},
 		{"mode", []string{"--mode", "sleep"}, nil, "use defer or reject"},
