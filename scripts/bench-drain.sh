@@ -63,15 +63,8 @@ pg_usage() {
 	done | awk '{cpu += $1; faults += $2} END {print cpu + 0, faults + 0}'
 }
 
-server=
-stop_server() {
-	if [[ -n $server ]]; then
-		kill -INT "$server" 2>/dev/null || true
-		wait "$server" || true
-		server=
-	fi
-}
-trap stop_server EXIT
+# shellcheck source=scripts/server.sh
+source "$(dirname "$0")/server.sh"
 
 export ORDERHOOK_STRIPE_SECRETS=whsec_bench_drain_only_not_a_real_secret
 for tag in "$@"; do

@@ -56,15 +56,8 @@ fresh_db() {
 	"$BIN" migrate --db "$DB" >/dev/null
 }
 
-server=
-stop_server() {
-	if [[ -n $server ]]; then
-		kill -INT "$server" 2>/dev/null || true
-		wait "$server" || true
-		server=
-	fi
-}
-trap stop_server EXIT
+# shellcheck source=scripts/server.sh
+source "$(dirname "$0")/server.sh"
 
 export ORDERHOOK_STRIPE_SECRETS=whsec_bench_runs_only_not_a_real_secret
 failed=()
