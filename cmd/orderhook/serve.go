@@ -273,7 +273,7 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	if len(cfg.secrets) == 0 {
+	if len(cfg.secrets) == 0 && cfg.role != roleWorker {
 		if cfg.secrets, err = ephemeralSecret(); err != nil {
 			return err
 		}
@@ -447,9 +447,15 @@ func newHTTPServer(cfg serveConfig, wcfg reconcile.Config, db *store.DB, obs obs
 }
 
 // printBanner tells a person where the endpoint is and, for a generated
-// secret, how to send to it.
+// secret, how to send to it. A worker has no webhook endpoint: its banner
+// names the server's root, where /healthz, /readyz and /metrics are.
 func (a *app) printBanner(cfg serveConfig, addr string) {
-	url := "http://" + addr + "/webhooks/stripe"
+	url := "http://" + addr
+	if cfg.role == roleWorker {
+		fmt.Fprintf(a.stdout, "orderhook listening on %s (role worker: no webhook endpoint, it applies the inbox; database %s)\n", url, store.Redact(a.globals.db))
+		return
+	}
+	url += "/webhooks/stripe"
 	if cfg.generated {
 		fmt.Fprintf(a.stdout, "No --secret given: generated an ephemeral signing secret for local use:\n  %s\n", cfg.secrets[0])
 		fmt.Fprintf(a.stdout, "Send the sample events:\n  go run ./cmd/orderhook send --url %s --secret %s testdata/events\n", url, cfg.secrets[0])

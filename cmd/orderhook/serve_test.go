@@ -128,8 +128,16 @@ func TestServeRoutes(t *testing.T) {
 	require.Equal(t, 200, get(base(guarded)+"/admin/api/status", "s3cret-token"))
 
 	worker := startServe(t, env(nil), "--db", storetest.SQLiteURL(t), "--secret", "whsec_routes", "--role", "worker")
-	require.Equal(t, 404, get(worker.url, ""), "a worker does not receive")
+	require.Equal(t, 404, get(base(worker)+"/webhooks/stripe", ""), "a worker does not receive")
 	require.Equal(t, 200, get(base(worker)+"/readyz", ""))
+
+	// Without a secret, a worker generates none and offers no endpoint to send to.
+	worker = startServe(t, env(nil), "--db", storetest.SQLiteURL(t), "--role", "worker")
+	banner := strings.Join(worker.banner, "\n")
+	require.NotContains(t, banner, "webhooks/stripe")
+	require.NotContains(t, banner, "whsec_")
+	require.Contains(t, banner, "role worker: no webhook endpoint")
+	require.Equal(t, 200, get(base(worker)+"/healthz", ""))
 }
 
 func TestServeGeneratesAnEphemeralSecret(t *testing.T) {
