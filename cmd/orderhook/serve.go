@@ -208,8 +208,10 @@ func (f serveFlags) validate() (serveConfig, error) {
 			return c, usagef("--secret: a Stripe signing secret starts with whsec_ (find it in the Dashboard under the endpoint, or in the output of 'stripe listen')")
 		}
 	}
-	if _, _, err := net.SplitHostPort(f.addr); err != nil {
+	if _, port, err := net.SplitHostPort(f.addr); err != nil {
 		return c, usagef("--addr %q: use HOST:PORT, e.g. 127.0.0.1:8080 or :8080", f.addr)
+	} else if _, err := net.LookupPort("tcp", port); err != nil {
+		return c, usagef("--addr %q: the port must be 0 to 65535 (0 picks a free one)", f.addr)
 	}
 	if f.tolerance <= 0 {
 		return c, usagef("--tolerance %s: must be positive, e.g. 5m", f.tolerance)

@@ -162,6 +162,8 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 		{"secret prefix from env", nil, map[string]string{"ORDERHOOK_STRIPE_SECRETS": "whsec_ok, oops"}, "starts with whsec_"},
 		{"comma-separated secret prefix", []string{"--secret", "whsec_ok,oops"}, nil, "starts with whsec_"},
 		{"blank comma-separated secret", []string{"--secret", "whsec_ok,"}, nil, "starts with whsec_"},
+		{"port out of range", []string{"--addr", "127.0.0.1:99999"}, nil, "the port must be 0 to 65535"},
+		{"negative port", []string{"--addr", ":-1"}, nil, "the port must be 0 to 65535"},
 		{"zero tolerance", []string{"--tolerance", "0s"}, nil, "--tolerance 0s: must be positive"},
 		{"bad tolerance env", nil, map[string]string{"ORDERHOOK_TOLERANCE": "five minutes"}, "ORDERHOOK_TOLERANCE"},
 		{"mode", []string{"--mode", "sleep"}, nil, "use defer or reject"},
