@@ -52,7 +52,9 @@ func (g *globalFlags) logger(w io.Writer) (zerolog.Logger, error) {
 	switch g.logFormat {
 	case "json":
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
+		// Colours only for a terminal: in a file or a pipe the escape
+		// codes would be noise (NO_COLOR is honoured by zerolog itself).
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: !isTerminal(w)}
 	default:
 		return zerolog.Logger{}, usagef("--log-format %q: use json or console", g.logFormat)
 	}

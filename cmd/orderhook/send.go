@@ -10,7 +10,6 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -19,7 +18,6 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/term"
 
 	"github.com/orderhook/orderhook/internal/deliver"
 	"github.com/orderhook/orderhook/internal/stripeevent"
@@ -164,8 +162,7 @@ func (a *app) send(ctx context.Context, f *sendFlags, paths []string) error {
 // call at the end. They draw a bar on stderr when it is a terminal, and do
 // nothing otherwise.
 func (a *app) sendProgress(total int, what string) (tick, stop func()) {
-	f, ok := a.stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
+	if !isTerminal(a.stderr) {
 		return func() {}, func() {}
 	}
 	bar := progressbar.NewOptions(total,
