@@ -48,7 +48,7 @@ func (h *handler) listEvents(fixed []store.Status) http.HandlerFunc {
 			f.Statuses = fixed
 		}
 		if err == nil {
-			f.Limit, err = intParam(q, "limit")
+			f.Limit, err = limitParam(q)
 		}
 		if err != nil {
 			h.fail(w, r, err, "")
@@ -301,6 +301,20 @@ func intParam(q url.Values, name string) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 {
 		return 0, badRequest{fmt.Errorf("%s=%q: use a non-negative integer", name, s)}
+	}
+	return n, nil
+}
+
+// limitParam reads the page size: 1 to store.MaxListLimit, as the CLI's
+// --limit; absent, the store's default. A larger one is refused, not
+// silently cut: a client asking for more rows learns the bound.
+func limitParam(q url.Values) (int, error) {
+	if !q.Has("limit") {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(q.Get("limit"))
+	if err != nil || n < 1 || n > store.MaxListLimit {
+		return 0, badRequest{fmt.Errorf("limit=%q: use 1 to %d", q.Get("limit"), store.MaxListLimit)}
 	}
 	return n, nil
 }
