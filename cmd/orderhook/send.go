@@ -50,7 +50,7 @@ func (f *sendFlags) register(flags *pflag.FlagSet) {
 	flags.Uint64Var(&f.cfg.Seed, "seed", 0, "shuffle seed, to repeat an order (needs --shuffle; the report prints the seed used)")
 	flags.IntVar(&f.cfg.Repeat, "repeat", 1, "send each event N times (duplicate deliveries)")
 	flags.BoolVar(&f.cfg.FreshIDs, "fresh-ids", false, "give every event a new unique id on each run, so the same files can be sent again")
-	flags.BoolVar(&f.cfg.Until2xx, "until-2xx", false, "retry non-2xx answers and transport errors with exponential backoff and jitter, like Stripe")
+	flags.BoolVar(&f.cfg.Until2xx, "until-2xx", false, "retry non-2xx answers and transport errors with exponential backoff and jitter, like Stripe; a waiting retry holds back no other delivery")
 	flags.IntVar(&f.cfg.MaxRetries, "max-retries", deliver.DefaultMaxRetries, "retries per delivery with --until-2xx")
 	flags.DurationVar(&f.cfg.BackoffMin, "backoff", deliver.DefaultBackoffMin, "wait before the first retry; doubles on each retry")
 	flags.DurationVar(&f.cfg.BackoffMax, "max-backoff", deliver.DefaultBackoffMax, "longest wait between retries")

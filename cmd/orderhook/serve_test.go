@@ -266,3 +266,25 @@ func TestServeRejectMode(t *testing.T) {
 		require.Equal(t, "applied", string(ev.Status))
 	})
 }
+
+// `send --until-2xx` against reject mode, one delivery at a time: the
+// invoice answered 409 waits for its retry while its customer's event goes
+// out, as with Stripe, instead of spending its retries before it.
+func TestSendUntil2xxAgainstRejectMode(t *testing.T) {
+	t.Parallel()
+	const secret = "whsec_reject_send"
+	dbURL := storetest.SQLiteURL(t)
+	srv := startServe(t, env(nil), "--db", dbURL, "--secret", secret, "--mode", "reject")
+
+	stdout, _, err := runSend(t, nil, "--url", srv.url, "--secret", secret, "--until-2xx", "--concurrency", "1",
+		"--backoff", "50ms", "--max-retries", "3",
+		"../../testdata/events/05_invoice.paid.json", "../../testdata/events/01_customer.created.json")
+
+	require.NoError(t, err, stdout)
+	require.Regexp(t, `(?m)^200 OK +2$`, stdout)
+	db := storetest.Open(t, dbURL)
+	waitSettled(t, db)
+	ev, err := db.Event(context.Background(), "evt_Q7fx00000005")
+	require.NoError(t, err)
+	require.Equal(t, "applied", string(ev.Status))
+}

@@ -10,6 +10,7 @@ package deliver
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +20,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -194,19 +194,26 @@ func (s *Sender) plan(n int) ([]int, uint64) {
 	return order, seed
 }
 
-// run is the state of one Sender.Run. Workers take deliveries by index and
-// write only their own outcomes, so nothing is locked.
+// run is the state of one Sender.Run. A delivery is held by one worker at
+// a time, which alone writes its outcome; it is handed on, to be retried,
+// through the pending queue under mu.
 type run struct {
 	s        *Sender
 	events   []Event
 	order    []int
 	outcomes []outcome
-	next     atomic.Int64
 	progress func()
 	workers  []worker
+
+	mu       sync.Mutex
+	next     int           // the next first delivery, an index into order
+	pending  retryQueue    // deliveries waiting for a retry, soonest first
+	inflight int           // attempts being made, which may add to pending
+	changed  chan struct{} // closed, and replaced, when pending or inflight changes
 }
 
 func (r *run) work(ctx context.Context) {
+	r.changed = make(chan struct{})
 	r.workers = make([]worker, min(r.s.cfg.Concurrency, len(r.order)))
 	per := len(r.order)/len(r.workers) + 1
 	var wg sync.WaitGroup
@@ -216,21 +223,113 @@ func (r *run) work(ctx context.Context) {
 		wg.Go(func() { r.loop(ctx, w) })
 	}
 	wg.Wait()
+	for _, p := range r.pending { // left when ctx ended
+		r.outcomes[p.i] = interrupted(r.outcomes[p.i], ctx.Err())
+	}
 }
 
-// loop makes deliveries until none is left or ctx ends.
+// loop makes attempts until no delivery is left or ctx ends.
 func (r *run) loop(ctx context.Context, w *worker) {
-	for ctx.Err() == nil {
-		i := int(r.next.Add(1) - 1)
-		if i >= len(r.order) {
+	for {
+		i, isRetry, ok := r.take(ctx)
+		if !ok {
 			return
 		}
-		out := w.deliver(ctx, &r.events[r.order[i]])
+		if isRetry {
+			w.retries++
+		}
+		out, wait, retry := w.deliver(ctx, &r.events[r.order[i]], r.outcomes[i])
 		r.outcomes[i] = out
-		if out.state != unsent && r.progress != nil {
+		r.done(i, wait, retry)
+		if !retry && out.state != unsent && r.progress != nil {
 			r.progress()
 		}
 	}
+}
+
+// take returns the delivery to attempt next: a retry that is due first, then
+// the next first delivery. When neither is ready but retries are pending or
+// attempts in flight may add one, it waits. It returns false when no
+// delivery is left or ctx ends.
+func (r *run) take(ctx context.Context) (i int, isRetry, ok bool) {
+	r.mu.Lock()
+	for ctx.Err() == nil {
+		now := time.Now()
+		switch {
+		case len(r.pending) > 0 && !r.pending[0].due.After(now):
+			i, isRetry = heap.Pop(&r.pending).(pendingRetry).i, true
+		case r.next < len(r.order):
+			i = r.next
+			r.next++
+		case len(r.pending) == 0 && r.inflight == 0:
+			r.mu.Unlock()
+			return 0, false, false
+		default:
+			r.wait(ctx, now)
+			continue
+		}
+		r.inflight++
+		r.mu.Unlock()
+		return i, isRetry, true
+	}
+	r.mu.Unlock()
+	return 0, false, false
+}
+
+// wait, called with mu held, releases it until the soonest pending retry is
+// due, pending or inflight changes, or ctx ends; it returns with mu held.
+func (r *run) wait(ctx context.Context, now time.Time) {
+	var due <-chan time.Time
+	if len(r.pending) > 0 {
+		t := time.NewTimer(r.pending[0].due.Sub(now))
+		defer t.Stop()
+		due = t.C
+	}
+	changed := r.changed
+	r.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-changed:
+	case <-due:
+	}
+	r.mu.Lock()
+}
+
+// done ends an attempt of delivery i: it queues the delivery for a retry
+// after wait when retry is set, and wakes the workers waiting in take.
+func (r *run) done(i int, wait time.Duration, retry bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inflight--
+	if retry {
+		heap.Push(&r.pending, pendingRetry{due: time.Now().Add(wait), i: i})
+	}
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// pendingRetry is a delivery waiting for its next attempt.
+type pendingRetry struct {
+	due time.Time
+	i   int // index into run.order and run.outcomes
+}
+
+// retryQueue is a container/heap of pending retries, the soonest due first.
+type retryQueue []pendingRetry
+
+func (q retryQueue) Len() int           { return len(q) }
+func (q retryQueue) Less(a, b int) bool { return q[a].due.Before(q[b].due) }
+func (q retryQueue) Swap(a, b int)      { q[a], q[b] = q[b], q[a] }
+
+// Push adds x, a pendingRetry; for container/heap.
+func (q *retryQueue) Push(x any) { *q = append(*q, x.(pendingRetry)) }
+
+// Pop removes and returns the last element; for container/heap.
+func (q *retryQueue) Pop() any {
+	old := *q
+	p := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return p
 }
 
 // report tallies the outcomes and the workers' counters.

@@ -183,6 +183,37 @@ func TestSenderUntil2xxRetries(t *testing.T) {
 	require.Len(t, rc.received(), 3)
 }
 
+// A delivery waiting for its retry does not hold back the ones after it, as
+// with Stripe: here the first event is answered 409 (orderhook's reject
+// mode) until the second, which it depends on, has arrived, and one worker
+// sends both.
+func TestSenderRetryDoesNotBlockLaterDeliveries(t *testing.T) {
+	t.Parallel()
+	events := loadEvents(t)[:2]
+	var second atomic.Bool
+	rc := newReceiver(t, func(_ int, body []byte) int {
+		if bytes.Equal(body, events[1].Body) {
+			second.Store(true)
+			return http.StatusOK
+		}
+		if !second.Load() {
+			return http.StatusConflict
+		}
+		return http.StatusOK
+	}, secretA)
+	s := newSender(t, rc, func(c *deliver.Config) {
+		c.Until2xx, c.MaxRetries, c.BackoffMin, c.BackoffMax = true, 2, 20*time.Millisecond, 40*time.Millisecond
+	})
+
+	rep := send(t, s, events)
+
+	require.NoError(t, rep.Err())
+	require.Equal(t, 2, rep.Delivered)
+	require.Equal(t, 1, rep.Retries)
+	require.Equal(t, 3, rep.Requests)
+	require.Equal(t, []string{string(events[0].Body), string(events[1].Body), string(events[0].Body)}, rc.bodies())
+}
+
 func TestSenderUntil2xxGivesUpAfterMaxRetries(t *testing.T) {
 	t.Parallel()
 	rc := newReceiver(t, func(int, []byte) int { return http.StatusServiceUnavailable }, secretA)
@@ -319,6 +350,24 @@ func TestSenderCancelDuringRetryKeepsLastAnswer(t *testing.T) {
 	require.Equal(t, 1, rep.Failed)
 	require.Equal(t, map[int]int{http.StatusServiceUnavailable: 1}, rep.Status)
 	require.Equal(t, 1, rep.Failures[0].Attempts)
+	require.Equal(t, "retry interrupted: context canceled", rep.Failures[0].Error)
+}
+
+func TestSenderCancelWhileRetryWaitsKeepsLastAnswer(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	rc := newReceiver(t, func(int, []byte) int {
+		time.AfterFunc(20*time.Millisecond, cancel) // while the retry waits its hour
+		return http.StatusServiceUnavailable
+	}, secretA)
+	s := newSender(t, rc, func(c *deliver.Config) { c.Until2xx, c.BackoffMin, c.BackoffMax = true, time.Hour, time.Hour })
+
+	rep, err := s.Run(ctx, loadEvents(t)[:1], nil)
+
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, 1, rep.Failed)
+	require.Equal(t, 1, rep.Requests)
+	require.Equal(t, map[int]int{http.StatusServiceUnavailable: 1}, rep.Status)
 	require.Equal(t, "retry interrupted: context canceled", rep.Failures[0].Error)
 }
 

@@ -60,35 +60,34 @@ type worker struct {
 	retries   int
 }
 
-// deliver sends ev until it gets a 2xx or, with Until2xx, retries run out.
-func (w *worker) deliver(ctx context.Context, ev *Event) outcome {
+// deliver makes one attempt of ev, whose earlier attempts are counted in
+// out, and returns the outcome. With Until2xx and retries left, a failed
+// attempt is not final: retry is set, with the wait before the next
+// attempt, and the worker is free for other deliveries meanwhile — as
+// Stripe retries each event on its own schedule, never holding the others
+// back behind it.
+func (w *worker) deliver(ctx context.Context, ev *Event, out outcome) (_ outcome, wait time.Duration, retry bool) {
 	cfg := &w.s.cfg
-	var out outcome
-	for {
-		out.attempts++
-		final := !cfg.Until2xx || out.attempts > cfg.MaxRetries
-		status, detail, err := w.attempt(ctx, ev, final)
-		if err != nil && ctx.Err() != nil {
-			out.attempts-- // cut short: not an attempt that got an answer
-			return interrupted(out, ctx.Err())
-		}
-		out.status, out.detail = status, detail
-		if err != nil {
-			out.detail = err.Error()
-		}
-		if err == nil && status/100 == 2 {
-			out.state, out.detail = delivered, ""
-			return out
-		}
-		if final {
-			out.state = failed
-			return out
-		}
-		if err := w.backoff(ctx, out.attempts); err != nil {
-			return interrupted(out, err)
-		}
-		w.retries++
+	out.attempts++
+	final := !cfg.Until2xx || out.attempts > cfg.MaxRetries
+	status, detail, err := w.attempt(ctx, ev, final)
+	if err != nil && ctx.Err() != nil {
+		out.attempts-- // cut short: not an attempt that got an answer
+		return interrupted(out, ctx.Err()), 0, false
 	}
+	out.status, out.detail = status, detail
+	if err != nil {
+		out.detail = err.Error()
+	}
+	switch {
+	case err == nil && status/100 == 2:
+		out.state, out.detail = delivered, ""
+	case final:
+		out.state = failed
+	default:
+		return out, retryDelay(cfg.BackoffMin, cfg.BackoffMax, out.attempts), true
+	}
+	return out, 0, false
 }
 
 // interrupted ends a delivery cut short by its context: unsent when no
@@ -142,22 +141,15 @@ func readDetail(r io.Reader) string {
 	return strings.Join(strings.Fields(string(b)), " ")
 }
 
-// backoff waits before retry n (1-based), like Stripe: exponential from
-// BackoffMin, capped at BackoffMax, with jitter over the upper half. It
-// returns ctx's error when ctx ends first.
-func (w *worker) backoff(ctx context.Context, n int) error {
-	d := backoffDelay(w.s.cfg.BackoffMin, w.s.cfg.BackoffMax, n)
+// retryDelay returns the wait before retry n (1-based), like Stripe's:
+// exponential from minDelay, capped at limit, with jitter over the upper
+// half.
+func retryDelay(minDelay, limit time.Duration, n int) time.Duration {
+	d := backoffDelay(minDelay, limit, n)
 	if d > 1 {
 		d = d/2 + rand.N(d/2)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return d
 }
 
 // backoffDelay returns min·2^(n-1), capped at limit.
