@@ -26,6 +26,9 @@ var (
 	// ErrConflict is returned when a row is not in a state that allows the
 	// operation (for example replaying an event that is not dead).
 	ErrConflict = errors.New("conflicting state")
+	// ErrBadURL is returned by Open for a database URL of no supported form,
+	// or one that does not parse: the caller's mistake, not the database's.
+	ErrBadURL = errors.New("invalid database URL")
 )
 
 // probeTimeout bounds the statement with which fnFailed asks a connection

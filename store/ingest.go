@@ -276,6 +276,11 @@ func (db *DB) insertEvents(ctx context.Context, events []Event) ([]bool, error) 
 	if err != nil {
 		return nil, translate(err)
 	}
+	// Committed, but to a file that may no longer be the inbox: then the
+	// deliveries are answered as not stored, and the sender retries.
+	if err := db.file.check(); err != nil {
+		return nil, err
+	}
 	inserted := make([]bool, len(events))
 	for _, id := range ids {
 		inserted[first[id]] = true

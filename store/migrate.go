@@ -70,10 +70,14 @@ func (db *DB) MigrationStatus(ctx context.Context) ([]Migration, error) {
 // build's.
 var ErrMigrationsPending = errors.New("migrations pending")
 
-// Ready reports whether the database answers and every migration is applied.
+// Ready reports whether the database answers, is still, on SQLite, the file
+// at its path, and has every migration applied.
 // It returns an error wrapping ErrUnavailable, or ErrMigrationsPending and
 // naming the first pending migration.
 func (db *DB) Ready(ctx context.Context) error {
+	if err := db.file.check(); err != nil {
+		return err
+	}
 	if err := db.Ping(ctx); err != nil {
 		return err
 	}

@@ -70,9 +70,10 @@ func TestReadyReportsPendingMigrations(t *testing.T) {
 
 func TestOpenRejectsUnknownURLs(t *testing.T) {
 	t.Parallel()
-	for _, u := range []string{"", "mysql://root@localhost/db", "sqlite:", "orderhook.db"} {
+	for _, u := range []string{"", "mysql://root@localhost/db", "sqlite:", "orderhook.db", "postgres://", "postgresql:///"} {
 		_, err := store.Open(context.Background(), u)
-		require.ErrorContains(t, err, "sqlite:", "url %q", u)
+		require.ErrorIs(t, err, store.ErrBadURL, "url %q", u)
+		require.Regexp(t, `sqlite:|postgres://USER@HOST`, err.Error(), "url %q", u)
 	}
 }
 
@@ -88,6 +89,7 @@ func TestRedact(t *testing.T) {
 
 	// Nor does the error of a URL that does not parse show its password.
 	_, err := store.Open(context.Background(), "postgres://app:p%zz@db/x")
+	require.ErrorIs(t, err, store.ErrBadURL)
 	require.ErrorContains(t, err, "percent-encode")
 	require.NotContains(t, err.Error(), "p%zz")
 	require.NotContains(t, err.Error(), "%zz")

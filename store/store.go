@@ -10,7 +10,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -41,6 +40,7 @@ type DB struct {
 	ingest    *groupCommitter
 	others    *notifier // nil on SQLite
 	prepared  *preparedCache
+	file      *sqliteFile // nil on PostgreSQL
 }
 
 // Open connects to the database named by rawURL: "sqlite:PATH" (relative or
@@ -69,6 +69,12 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	if err := db.Ping(ctx); err != nil {
 		_ = sqldb.Close()
 		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), err)
+	}
+	if dialect == SQLite {
+		if db.file, err = openedFile(sqlitePath(rawURL)); err != nil {
+			_ = sqldb.Close()
+			return nil, err
+		}
 	}
 	if dialect == Postgres {
 		db.others = newNotifier(sqldb)
@@ -100,7 +106,10 @@ func parseURL(rawURL string) (Dialect, string, error) {
 		if err != nil {
 			// err quotes the URL, and its cause a piece of it: most often
 			// of a password with a character that is not percent-encoded.
-			return "", "", fmt.Errorf("database URL %s does not parse: percent-encode the special characters of its user and password (%% as %%25, @ as %%40, / as %%2F, : as %%3A)", Redact(rawURL))
+			return "", "", fmt.Errorf("%w: %s does not parse: percent-encode the special characters of its user and password (%% as %%25, @ as %%40, / as %%2F, : as %%3A)", ErrBadURL, Redact(rawURL))
+		}
+		if u.Host == "" && strings.Trim(u.Path, "/") == "" && u.Query().Get("host") == "" {
+			return "", "", fmt.Errorf("%w: %s names no host and no database: use postgres://USER@HOST:PORT/DB", ErrBadURL, Redact(rawURL))
 		}
 		// Times come back in UTC whatever the server's default zone, and
 		// binary parameters let lib/pq run each statement in one round trip
@@ -114,13 +123,13 @@ func parseURL(rawURL string) (Dialect, string, error) {
 		u.RawQuery = q.Encode()
 		return Postgres, u.String(), nil
 	case strings.HasPrefix(rawURL, "sqlite:"):
-		path := strings.TrimPrefix(strings.TrimPrefix(rawURL, "sqlite:"), "//")
+		path := sqlitePath(rawURL)
 		if path == "" {
-			return "", "", errors.New(`database URL "sqlite:" has no path: use sqlite:orderhook.db or sqlite:/abs/path.db`)
+			return "", "", fmt.Errorf(`%w: "sqlite:" has no path: use sqlite:orderhook.db or sqlite:/abs/path.db`, ErrBadURL)
 		}
 		return SQLite, sqliteDSN(path), nil
 	default:
-		return "", "", fmt.Errorf("database URL %q is not supported: use sqlite:PATH or postgres://USER@HOST:PORT/DB", Redact(rawURL))
+		return "", "", fmt.Errorf("%w: %q is not supported: use sqlite:PATH or postgres://USER@HOST:PORT/DB", ErrBadURL, Redact(rawURL))
 	}
 }
 
@@ -136,7 +145,14 @@ func sqliteDSN(path string) string {
 	q.Set("_timezone", "UTC")
 	q.Set("_texttotime", "1")
 	q.Set("_txlock", "immediate")
-	return "file:" + path + "?" + q.Encode()
+	// The path is a URI's (SQLite opens "file:" names as URIs): escaped, a
+	// "?", "#" or "%" in it names the file rather than starting the query.
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// sqlitePath returns the file path of a "sqlite:PATH" URL, as given.
+func sqlitePath(rawURL string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(rawURL, "sqlite:"), "//")
 }
 
 // secretParams are the URL parameters lib/pq takes secrets from.

@@ -81,7 +81,7 @@ func secretList(values []string) []string {
 const openTimeout = 10 * time.Second
 
 // openStore opens the configured database within openTimeout; a URL of an
-// unknown form is a usage error.
+// unknown form, or one that does not parse, is a usage error.
 func (g *globalFlags) openStore(cmd *cobra.Command) (*store.DB, error) {
 	if !strings.HasPrefix(g.db, "sqlite:") && !strings.HasPrefix(g.db, "postgres://") && !strings.HasPrefix(g.db, "postgresql://") {
 		return nil, usagef("--db %q: use sqlite:PATH or postgres://USER@HOST:PORT/DB", store.Redact(g.db))
@@ -91,6 +91,8 @@ func (g *globalFlags) openStore(cmd *cobra.Command) (*store.DB, error) {
 	deadline, _ := ctx.Deadline()
 	db, err := store.Open(ctx, g.db)
 	switch {
+	case errors.Is(err, store.ErrBadURL):
+		return nil, usagef("--db: %w", err)
 	// The socket's deadline is the context's, and may fail a read a moment
 	// before the context itself ends: the clock says which ran out.
 	case err != nil && cmd.Context().Err() == nil && !time.Now().Before(deadline):

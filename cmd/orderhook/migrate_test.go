@@ -46,3 +46,15 @@ func TestMigrateStatusDoesNotCreateAMissingSQLiteFile(t *testing.T) {
 	require.ErrorContains(t, err, "no such file")
 	require.NoFileExists(t, path)
 }
+
+func TestMigrateRefusesAMalformedDatabaseURL(t *testing.T) {
+	t.Parallel()
+	for url, want := range map[string]string{
+		"sqlite:":     `"sqlite:" has no path`,
+		"postgres://": "names no host and no database",
+	} {
+		_, _, err := opsCLI{url: url}.run("", "migrate")
+		requireExit(t, 2, err)
+		require.ErrorContains(t, err, want)
+	}
+}

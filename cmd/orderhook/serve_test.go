@@ -158,6 +158,8 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 	}{
 		{"db url", []string{"--db", "mysql://x"}, nil, "use sqlite:PATH or postgres://"},
 		{"db url from env", nil, map[string]string{"DATABASE_URL": "redis://x"}, "use sqlite:PATH or postgres://"},
+		{"sqlite url without path", []string{"--db", "sqlite:"}, nil, `"sqlite:" has no path`},
+		{"postgres url without host", []string{"--db", "postgres://"}, nil, "names no host and no database"},
 		{"secret prefix", []string{"--secret", "sk_test_123"}, nil, "starts with whsec_"},
 		{"secret prefix from env", nil, map[string]string{"ORDERHOOK_STRIPE_SECRETS": "whsec_ok, oops"}, "starts with whsec_"},
 		{"comma-separated secret prefix", []string{"--secret", "whsec_ok,oops"}, nil, "starts with whsec_"},
@@ -287,4 +289,33 @@ func TestSendUntil2xxAgainstRejectMode(t *testing.T) {
 	ev, err := db.Event(context.Background(), "evt_Q7fx00000005")
 	require.NoError(t, err)
 	require.Equal(t, "applied", string(ev.Status))
+}
+
+// A SQLite inbox removed while serving: deliveries are answered 503, for
+// the sender to retry, instead of 200 for a row in a file nothing can open
+// again, and /readyz says so.
+func TestServeSQLiteFileRemovedWhileServing(t *testing.T) {
+	t.Parallel()
+	const secret = "whsec_removed"
+	path := strings.TrimPrefix(storetest.SQLiteURL(t), "sqlite:")
+	srv := startServe(t, env(nil), "--db", "sqlite:"+path, "--secret", secret)
+	read := func(name string) []byte {
+		b, err := os.ReadFile("../../testdata/events/" + name)
+		require.NoError(t, err)
+		return b
+	}
+	status, _ := post(t, srv.url, secret, read("01_customer.created.json"))
+	require.Equal(t, http.StatusOK, status)
+
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		require.NoError(t, os.RemoveAll(path+suffix))
+	}
+
+	status, retryAfter := post(t, srv.url, secret, read("02_customer.subscription.created.json"))
+	require.Equal(t, http.StatusServiceUnavailable, status)
+	require.NotEmpty(t, retryAfter)
+	resp, err := http.Get(strings.TrimSuffix(srv.url, "/webhooks/stripe") + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 }
