@@ -110,8 +110,9 @@ const maxCreated = 253402300799
 // maxIDLength bounds every identifier; Stripe's are far shorter.
 const maxIDLength = 255
 
-// validate rejects what no Stripe event carries and a database would refuse:
-// identifiers with control characters or absurdly long, and times
+// validate rejects what no Stripe event carries and a database would refuse,
+// or the operator tools could not name: identifiers with whitespace or
+// control characters or absurdly long, and times
 // outside the years 1970 to 9999. Such an event could never be stored, so it
 // is answered 400 rather than 503 forever.
 func (e Envelope) validate(created int64) error {
@@ -125,8 +126,10 @@ func (e Envelope) validate(created int64) error {
 		if len(f.value) > maxIDLength {
 			return fmt.Errorf("%s is longer than %d bytes", f.name, maxIDLength)
 		}
-		if strings.IndexFunc(f.value, unicode.IsControl) >= 0 {
-			return fmt.Errorf("%s holds control characters", f.name)
+		// No Stripe identifier holds a space; one that did would be an
+		// id the operator tools, which trim what they are given, miss.
+		if strings.IndexFunc(f.value, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) >= 0 {
+			return fmt.Errorf("%s holds whitespace or control characters", f.name)
 		}
 	}
 	return nil

@@ -104,9 +104,17 @@ func TestParseRejectsWhatIsNotAnEvent(t *testing.T) {
 		"empty":             ``,
 		"NUL in id":         `{"id":"evt_\u0000","type":"x.y","created":1,"data":{"object":{}}}`,
 		"newline in type":   `{"id":"evt_1","type":"x.y\n","created":1,"data":{"object":{}}}`,
-		"created too late":  `{"id":"evt_1","type":"x.y","created":999999999999999,"data":{"object":{}}}`,
-		"created negative":  `{"id":"evt_1","type":"x.y","created":-5,"data":{"object":{}}}`,
-		"customer too long": `{"id":"evt_1","type":"x.y","created":1,"data":{"object":{"customer":"` + strings.Repeat("c", 300) + `"}}}`,
+		// The operator tools trim the ids they are given: " evt_1" and
+		// "evt_1" would be two events, and the first out of their reach.
+		"space after id":          `{"id":"evt_1 ","type":"x.y","created":1,"data":{"object":{}}}`,
+		"space before id":         `{"id":"  evt_1","type":"x.y","created":1,"data":{"object":{}}}`,
+		"blank id":                `{"id":"   ","type":"x.y","created":1,"data":{"object":{}}}`,
+		"no-break space in id":    `{"id":"evt\u00a01","type":"x.y","created":1,"data":{"object":{}}}`,
+		"space in customer":       `{"id":"evt_1","type":"x.y","created":1,"data":{"object":{"customer":"cus_1 "}}}`,
+		"space in data.object.id": `{"id":"evt_1","type":"x.y","created":1,"data":{"object":{"id":" in_1"}}}`,
+		"created too late":        `{"id":"evt_1","type":"x.y","created":999999999999999,"data":{"object":{}}}`,
+		"created negative":        `{"id":"evt_1","type":"x.y","created":-5,"data":{"object":{}}}`,
+		"customer too long":       `{"id":"evt_1","type":"x.y","created":1,"data":{"object":{"customer":"` + strings.Repeat("c", 300) + `"}}}`,
 		// encoding/json would turn these bytes into U+FFFD: two ids that
 		// differ only in them would be one event, and the second lost.
 		"invalid UTF-8 in id":       "{\"id\":\"evt_\xff\xfe\",\"type\":\"x.y\",\"created\":1,\"data\":{\"object\":{}}}",
