@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -25,4 +29,26 @@ func TestSecretList(t *testing.T) {
 	require.Equal(t, []string{"whsec_a", "whsec_b", "whsec_c", ""},
 		secretList([]string{"whsec_a, whsec_b", "whsec_c,"}))
 	require.Nil(t, secretList(nil))
+}
+
+// The log flags are global: every command refuses a bad value before it
+// does anything, as serve does.
+func TestEveryCommandChecksTheLogFlags(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"level flag":  {[]string{"--log-level", "loud"}, nil, `--log-level "loud"`},
+		"format flag": {[]string{"--log-format", "xml"}, nil, `--log-format "xml"`},
+		"level env":   {nil, map[string]string{"ORDERHOOK_LOG_LEVEL": "loud"}, `--log-level "loud"`},
+	} {
+		path := filepath.Join(t.TempDir(), "orderhook.db")
+		args := append(append([]string{}, tc.args...), "migrate", "--db", "sqlite:"+path)
+		err := run(context.Background(), args, env(tc.env), strings.NewReader(""), io.Discard, io.Discard)
+		require.ErrorContains(t, err, tc.want, name)
+		require.Equal(t, exitUsage, exitCode(err), name)
+		require.NoFileExists(t, path, name)
+	}
 }

@@ -80,7 +80,13 @@ exists (the customer for an invoice), whatever order Stripe delivers them in.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return a.bindEnv(cmd.Flags(), globalBindings())
+			if err := a.bindEnv(cmd.Flags(), globalBindings()); err != nil {
+				return err
+			}
+			// Every command checks the log flags, not only those that log:
+			// a typo is a usage error wherever it is made.
+			_, err := a.globals.logger(io.Discard)
+			return err
 		},
 	}
 	a.globals.register(root.PersistentFlags())
