@@ -40,12 +40,16 @@ type EventFilter struct {
 // ParseTimeBound reads a bound of EventFilter.Since or Until as operators
 // write it: an RFC 3339 time, a date (2006-01-02, UTC), or a duration before
 // now (24h). "" is the zero time, no bound. It returns an error naming the
-// accepted forms.
+// accepted forms, and for a negative duration, which would be a time to come
+// and match nothing yet.
 func ParseTimeBound(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
 	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("%q is a duration to come: a duration counts back from now, so write %s", s, -d)
+		}
 		return now.Add(-d), nil
 	}
 	for _, layout := range []string{time.RFC3339, "2006-01-02"} {

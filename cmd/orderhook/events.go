@@ -71,7 +71,13 @@ func (f *filterFlags) filter(now time.Time) (store.EventFilter, error) {
 			return store.EventFilter{}, usagef("--%s is blank: give a value, or leave --%s out", name, name)
 		}
 	}
-	out := store.EventFilter{Types: f.types, CustomerID: f.customer, Limit: f.limit, Cursor: f.cursor}
+	// Trimmed, as the admin API's are: no Stripe identifier holds a space.
+	out := store.EventFilter{CustomerID: strings.TrimSpace(f.customer), Limit: f.limit, Cursor: f.cursor}
+	for _, t := range f.types {
+		if t = strings.TrimSpace(t); t != "" {
+			out.Types = append(out.Types, t)
+		}
+	}
 	for _, s := range f.statuses {
 		out.Statuses = append(out.Statuses, store.Status(strings.TrimSpace(s)))
 	}

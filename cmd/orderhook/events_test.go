@@ -81,6 +81,12 @@ evt_2  invoice.paid  cus_b     deferred  0         2026-03-01T07:00:00Z  waiting
 		out, _, err = c.run("", "events", "list", "--customer", "cus_nobody")
 		require.NoError(t, err)
 		require.Equal(t, "no events match\n", out)
+
+		// Spaces around a type or customer, as around a status, are trimmed.
+		out, _, err = c.run("", "events", "list", "--type", " invoice.payment_failed, customer.created ", "--customer", " cus_b ")
+		require.NoError(t, err)
+		require.Contains(t, out, "evt_3 ")
+		require.Len(t, strings.Split(strings.TrimSpace(out), "\n"), 2, out)
 	})
 }
 
@@ -91,6 +97,7 @@ func TestEventsListUsageErrors(t *testing.T) {
 		{"events", "list", "--limit", "0"},
 		{"events", "list", "--limit", "1001"},
 		{"events", "list", "--since", "yesterday"},
+		{"events", "list", "--since", "-24h"},
 		{"events", "list", "--status", "stuck"},
 		{"events", "list", "--cursor", "garbage"},
 		{"events", "list", "--frobnicate"},

@@ -203,6 +203,9 @@ func (c serveConfig) reconcileIngestLoops(dialect store.Dialect) int {
 func (f serveFlags) validate() (serveConfig, error) {
 	c := serveConfig{serveFlags: f}
 	c.secrets = secretList(f.secrets)
+	if slices.Contains(c.secrets, "") {
+		return c, usagef("--secret has a blank secret (a stray comma?): give each whsec_…")
+	}
 	for _, s := range c.secrets {
 		if !strings.HasPrefix(s, "whsec_") || len(s) == len("whsec_") {
 			return c, usagef("--secret: a Stripe signing secret starts with whsec_ (find it in the Dashboard under the endpoint, or in the output of 'stripe listen')")

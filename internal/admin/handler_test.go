@@ -155,7 +155,7 @@ func TestStatusAndListings(t *testing.T) {
 		page = decode[store.EventPage](t, b.do(t, http.MethodGet, "/admin/api/dead?customer=cus_c&since=1h", ""))
 		require.Equal(t, []string{"evt_4", "evt_3"}, ids(page.Events))
 
-		for _, q := range []string{"/admin/api/dead?status=applied", "/admin/api/events?since=yesterday", "/admin/api/events?limit=-1", "/admin/api/events?limit=1001", "/admin/api/dead?limit=0", "/admin/api/events?limit=",
+		for _, q := range []string{"/admin/api/dead?status=applied", "/admin/api/events?since=yesterday", "/admin/api/events?since=-24h", "/admin/api/events?limit=-1", "/admin/api/events?limit=1001", "/admin/api/dead?limit=0", "/admin/api/events?limit=",
 			"/admin/api/events?status=stuck", "/admin/api/events?cursor=garbage", "/admin/api/status?top=x",
 			// Blank, each would list every event.
 			"/admin/api/dead?customer=", "/admin/api/dead?type=", "/admin/api/dead?type=,%20", "/admin/api/events?status=",

@@ -268,7 +268,7 @@ func parseFilter(q url.Values, now time.Time) (store.EventFilter, error) {
 		f.Statuses = append(f.Statuses, store.Status(s))
 	}
 	f.Types = list(q["type"])
-	f.CustomerID = q.Get("customer")
+	f.CustomerID = strings.TrimSpace(q.Get("customer"))
 	var err error
 	if f.Since, err = store.ParseTimeBound(q.Get("since"), now); err != nil {
 		return f, badRequest{fmt.Errorf("since: %w", err)}
