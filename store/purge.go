@@ -56,7 +56,10 @@ func (db *DB) Purge(ctx context.Context, p PurgeParams) (PurgeResult, error) {
 		err := db.db.GetContext(ctx, &res.Purged, db.rebind(`SELECT count(*) FROM webhook_events WHERE `+cond), args...)
 		return res, translate(err)
 	}
-	del := fmt.Sprintf(`DELETE FROM webhook_events WHERE event_id IN (SELECT event_id FROM webhook_events WHERE %s LIMIT %d)`, cond, purgeBatch)
+	// The condition is repeated on the DELETE itself: PostgreSQL, having
+	// waited for a row's lock (a replay under way), checks again only the
+	// outer statement's, and would delete a row that became pending.
+	del := fmt.Sprintf(`DELETE FROM webhook_events WHERE event_id IN (SELECT event_id FROM webhook_events WHERE %[1]s LIMIT %[2]d) AND %[1]s`, cond, purgeBatch)
 	for {
 		var n int64
 		err := db.withRetry(ctx, func(tx *sqlx.Tx) error {

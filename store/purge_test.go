@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/orderhook/orderhook/store"
@@ -83,4 +84,40 @@ func TestPurgeDeletesInBatches(t *testing.T) {
 		require.NoError(t, db.SQLX().GetContext(ctx, &left, `SELECT count(*) FROM webhook_events`))
 		require.Zero(t, left)
 	})
+}
+
+// A row replayed while a purge waits for its lock is pending when the purge
+// gets it, and is kept: PostgreSQL checks again, after the wait, only the
+// conditions of the statement that locks the row.
+func TestPurgeKeepsARowReplayedMeanwhile(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	ctx := context.Background()
+	now := t0.Add(90 * 24 * time.Hour)
+	storetest.Seed(t, db,
+		storetest.Row{ID: "evt_replayed", Type: "invoice.paid", CustomerID: "cus_1", Status: store.StatusApplied, Received: t0},
+		storetest.Row{ID: "evt_old", Type: "invoice.paid", CustomerID: "cus_1", Status: store.StatusApplied, Received: t0},
+	)
+	tx, err := db.SQLX().BeginTxx(ctx, nil)
+	require.NoError(t, err)
+	_, err = tx.ExecContext(ctx, `UPDATE webhook_events SET status = 'pending' WHERE event_id = 'evt_replayed'`)
+	require.NoError(t, err)
+
+	done := make(chan store.PurgeResult, 1)
+	go func() {
+		res, err := db.Purge(ctx, store.PurgeParams{OlderThan: store.MinPurgeAge, Now: now})
+		assert.NoError(t, err)
+		done <- res
+	}()
+	require.Eventually(t, func() bool {
+		var waiting int
+		require.NoError(t, db.SQLX().GetContext(ctx, &waiting, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM webhook_events WHERE event_id IN (SELECT event_id%'`))
+		return waiting > 0
+	}, 10*time.Second, 10*time.Millisecond, "the purge waits for the replayed row's lock")
+	require.NoError(t, tx.Commit())
+
+	require.EqualValues(t, 1, (<-done).Purged)
+	ev, err := db.Event(ctx, "evt_replayed")
+	require.NoError(t, err, "the replayed row is kept")
+	require.Equal(t, store.StatusPending, ev.Status)
 }
