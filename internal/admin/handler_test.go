@@ -226,11 +226,15 @@ func TestDeadReplayAndDiscard(t *testing.T) {
 			`{"ids":["evt_3"],"customer_id":"cus_c"}`,
 			// Blank, each would replay every dead event.
 			`{"all":true,"types":[""]}`, `{"all":true,"types":["invoice.paid"," "]}`, `{"all":true,"types":[","]}`, `{"all":true,"types":[]}`,
-			`{"all":true,"customer_id":""}`, `{"all":true,"customer_id":" "}`, `{"all":true,"since":""}`, `{"all":true,"until":""}`} {
+			`{"all":true,"customer_id":""}`, `{"all":true,"customer_id":" "}`, `{"all":true,"since":""}`, `{"all":true,"until":""}`,
+			// Null, as from {"customer_id": os.environ.get("CUST")} with CUST unset.
+			`{"all":true,"customer_id":null}`, `{"all":true,"types":null}`, `{"all":true,"since":null}`, `{"all":true,"until":null}`,
+			// A second object, or garbage, after the first.
+			`{"all":true,"dry_run":true} {"dry_run":false}`, `{"ids":["evt_3"]} garbage`} {
 			p := requireProblem(t, b.do(t, http.MethodPost, "/admin/api/dead/replay", body), http.StatusBadRequest, "invalid-request")
 			require.NotEmpty(t, p.Detail, body)
 		}
-		rec = b.do(t, http.MethodPost, "/admin/api/dead/replay", `{"all":true,"customer_id":"cus_c","types":null,"since":"1h","dry_run":true}`)
+		rec = b.do(t, http.MethodPost, "/admin/api/dead/replay", `{"all":true,"customer_id":"cus_c","since":"1h","dry_run":true}`)
 		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 		require.Equal(t, 2, decode[store.ReplayResult](t, rec).Matched)
 

@@ -128,38 +128,54 @@ func (h *handler) replayEvent(w http.ResponseWriter, r *http.Request) {
 // deadReplayRequest is the body of POST dead/replay: ids, or all with an
 // optional filter.
 type deadReplayRequest struct {
-	IDs        []string `json:"ids"`
-	All        bool     `json:"all"`
-	Types      []string `json:"types"`
-	CustomerID *string  `json:"customer_id"`
-	Since      *string  `json:"since"`
-	Until      *string  `json:"until"`
-	DryRun     bool     `json:"dry_run"`
-	Reason     string   `json:"reason"`
+	IDs        []string       `json:"ids"`
+	All        bool           `json:"all"`
+	Types      sent[[]string] `json:"types"`
+	CustomerID sent[string]   `json:"customer_id"`
+	Since      sent[string]   `json:"since"`
+	Until      sent[string]   `json:"until"`
+	DryRun     bool           `json:"dry_run"`
+	Reason     string         `json:"reason"`
+}
+
+// sent is a request field that tells "left out" from "sent", JSON null
+// included: a filter sent null is refused, not taken as no filter.
+type sent[T any] struct {
+	ok, null bool
+	value    T
+}
+
+// UnmarshalJSON records that the field was sent, and whether as null.
+func (f *sent[T]) UnmarshalJSON(b []byte) error {
+	f.ok, f.null = true, string(b) == "null"
+	if f.null {
+		return nil
+	}
+	return json.Unmarshal(b, &f.value)
 }
 
 // filter returns the request's filter as query values, the keys parseFilter
-// reads, with only the fields that were sent. A field sent blank is an error:
-// taken as no filter, it would widen "all" to every dead event.
+// reads, with only the fields that were sent. A field sent null or blank is
+// an error: taken as no filter, it would widen "all" to every dead event.
 func (req *deadReplayRequest) filter() (url.Values, error) {
-	if (req.Types != nil && len(req.Types) == 0) || slices.ContainsFunc(req.Types, func(t string) bool { return strings.Trim(t, " ,") == "" }) {
-		return nil, badRequest{errors.New(`"types" is empty or has a blank entry: name each type, or leave "types" out to replay every dead event`)}
-	}
 	q := url.Values{}
-	if len(req.Types) > 0 {
-		q["type"] = req.Types
+	if t := req.Types; t.ok {
+		if t.null || len(t.value) == 0 || slices.ContainsFunc(t.value, func(t string) bool { return strings.Trim(t, " ,") == "" }) {
+			return nil, badRequest{errors.New(`"types" is null, empty or has a blank entry: name each type, or leave "types" out to replay every dead event`)}
+		}
+		q["type"] = t.value
 	}
 	for _, f := range []struct {
 		field, key string
-		value      *string
+		value      sent[string]
 	}{{"customer_id", "customer", req.CustomerID}, {"since", "since", req.Since}, {"until", "until", req.Until}} {
-		if f.value == nil {
+		if !f.value.ok {
 			continue
 		}
-		if strings.TrimSpace(*f.value) == "" {
-			return nil, badRequest{fmt.Errorf("%q is blank: give a value, or leave %q out to replay every dead event", f.field, f.field)}
+		if f.value.null || strings.TrimSpace(f.value.value) == "" {
+			return nil, badRequest{fmt.Errorf("%q is null or blank: give a value, or leave %q out to replay every dead event", f.field, f.field)}
 		}
-		q.Set(f.key, *f.value)
+		q.Set(f.key, f.value.value)
 	}
 	return q, nil
 }
@@ -246,6 +262,11 @@ func decode(r *http.Request, v any, optional bool) error {
 			return nil
 		}
 		return badRequest{fmt.Errorf("request body: %w", err)}
+	}
+	// One object and nothing after it: a second, or garbage, would be
+	// silently dropped.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest{errors.New("request body: one JSON object, with nothing after it")}
 	}
 	return nil
 }
