@@ -69,7 +69,7 @@ func (f *benchFlags) validate() error {
 		return usagef("--serve-flag configures the server bench starts: drop it, or drop --url")
 	case w.Customers < 1:
 		return usagef("--customers %d: use 1 or more", w.Customers)
-	case w.Duplicates < 0 || w.Duplicates > 1:
+	case !(w.Duplicates >= 0 && w.Duplicates <= 1): // NaN too
 		return usagef("--duplicates %g: use a fraction between 0 and 1, e.g. 0.1", w.Duplicates)
 	case w.PayloadBytes < 1 || w.Interleave < 1:
 		return usagef("--payload-bytes and --interleave must be at least 1")

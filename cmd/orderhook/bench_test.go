@@ -225,6 +225,7 @@ func TestBenchRejectsBadUsage(t *testing.T) {
 		{[]string{"--pid", "1"}, "without --url bench starts its own"},
 		{[]string{"--url", "http://127.0.0.1:1/webhooks/stripe", "--secret", "whsec_x", "--serve-flag=--workers=2"}, "--serve-flag configures the server bench starts"},
 		{[]string{"--duplicates", "2"}, "--duplicates 2"},
+		{[]string{"--duplicates", "NaN"}, "--duplicates NaN"},
 		{[]string{"--concurrency", "0"}, "--concurrency 0"},
 		{[]string{"--customers", "0"}, "--customers 0"},
 		{[]string{"--timeout", "0s"}, "--timeout 0s"},
