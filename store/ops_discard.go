@@ -40,6 +40,9 @@ func (db *DB) Discard(ctx context.Context, p DiscardParams) (DiscardResult, erro
 	if len(ids) == 0 || strings.TrimSpace(p.Reason) == "" {
 		return DiscardResult{}, fmt.Errorf("%w: discard needs event ids and a reason", ErrInvalidInput)
 	}
+	if err := checkReason(p.Reason); err != nil {
+		return DiscardResult{}, err
+	}
 	p.Now = orNow(p.Now)
 	hint := func(Status) string { return "; only dead, deferred or pending events can be discarded" }
 	res := DiscardResult{Discarded: []string{}, Refused: []Refusal{}}
@@ -62,6 +65,20 @@ func (db *DB) Discard(ctx context.Context, p DiscardParams) (DiscardResult, erro
 		res.Refused = append(res.Refused, refused...)
 	}
 	return res, nil
+}
+
+// MaxReasonLength is the longest reason, in bytes, a replay or discard
+// keeps in an event's history (and in its log line): a sentence or a
+// ticket link, not a document.
+const MaxReasonLength = 1000
+
+// checkReason returns an error wrapping ErrInvalidInput for a reason over
+// MaxReasonLength.
+func checkReason(reason string) error {
+	if len(reason) > MaxReasonLength {
+		return fmt.Errorf("%w: the reason is %d bytes; keep it to %d (a sentence, or a link to the ticket)", ErrInvalidInput, len(reason), MaxReasonLength)
+	}
+	return nil
 }
 
 // discardRows records a `discarded` attempt for, then discards, the rows

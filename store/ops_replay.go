@@ -55,6 +55,9 @@ var replayable = []Status{StatusDead, StatusDeferred, StatusPending}
 // error wrapping ErrInvalidInput for a request that selects nothing, and
 // ErrUnavailable when the database cannot be reached.
 func (db *DB) Replay(ctx context.Context, p ReplayParams) (ReplayResult, error) {
+	if err := checkReason(p.Reason); err != nil {
+		return ReplayResult{}, err
+	}
 	p.Now = orNow(p.Now)
 	if p.BatchSize <= 0 {
 		p.BatchSize = 500

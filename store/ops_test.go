@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -319,6 +320,15 @@ func TestDiscard(t *testing.T) {
 
 		_, err := db.Discard(ctx, store.DiscardParams{IDs: []string{"evt_4"}, Now: opsT0})
 		require.ErrorIs(t, err, store.ErrInvalidInput)
+		// A reason is a sentence kept in the history and the log, not a document.
+		long := strings.Repeat("y", store.MaxReasonLength+1)
+		_, err = db.Discard(ctx, store.DiscardParams{IDs: []string{"evt_4"}, Reason: long, Now: opsT0})
+		require.ErrorIs(t, err, store.ErrInvalidInput)
+		_, err = db.Replay(ctx, store.ReplayParams{IDs: []string{"evt_4"}, Reason: long, Now: opsT0})
+		require.ErrorIs(t, err, store.ErrInvalidInput)
+		ev, err := db.Event(ctx, "evt_4")
+		require.NoError(t, err)
+		require.Equal(t, store.StatusDead, ev.Status, "refused, not half done")
 
 		res, err := db.Discard(ctx, store.DiscardParams{IDs: []string{"evt_4", "evt_2", "evt_1", "evt_5", "evt_nope"}, Reason: "test customer", Actor: "cli:ops", Now: opsT0})
 		require.NoError(t, err)
@@ -328,7 +338,7 @@ func TestDiscard(t *testing.T) {
 		require.ErrorIs(t, res.Refused[1].Err, store.ErrLeased)
 		require.ErrorIs(t, res.Refused[2].Err, store.ErrNotFound)
 
-		ev, err := db.Event(ctx, "evt_4")
+		ev, err = db.Event(ctx, "evt_4")
 		require.NoError(t, err)
 		require.Equal(t, store.StatusDiscarded, ev.Status)
 		require.Equal(t, "handler: boom", ev.LastError)
