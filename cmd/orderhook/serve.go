@@ -361,6 +361,9 @@ func (a *app) runServer(ctx context.Context, cfg serveConfig, db *store.DB, ln n
 	})
 	g.Go(func() error {
 		<-gctx.Done()
+		if ctx.Err() != nil {
+			logger.Info().Dur("grace", httpStopGrace).Msg("stopping: answering the requests under way, then ending the worker's transactions")
+		}
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpStopGrace)
 		defer cancel()
 		err := srv.Shutdown(shutdownCtx)

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -319,4 +321,33 @@ func TestServeSQLiteFileRemovedWhileServing(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+}
+
+// A stop says so when it begins, not only when it ends: a request still
+// under way can hold it for the whole grace.
+func TestServeLogsTheStartOfAStop(t *testing.T) {
+	t.Parallel()
+	logR, logW := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--db", storetest.SQLiteURL(t), "--secret", "whsec_stop"},
+			env(nil), strings.NewReader(""), io.Discard, logW)
+		_ = logW.Close()
+	}()
+	lines := bufio.NewScanner(logR)
+	var messages []string
+	for lines.Scan() {
+		var entry struct{ Message string }
+		require.NoError(t, json.Unmarshal(lines.Bytes(), &entry))
+		messages = append(messages, entry.Message)
+		if entry.Message == "orderhook serving" {
+			cancel()
+		}
+	}
+	require.NoError(t, <-done)
+	require.Subset(t, messages, []string{"stopping: answering the requests under way, then ending the worker's transactions", "orderhook stopped"})
+	stopping, stopped := slices.Index(messages, "stopping: answering the requests under way, then ending the worker's transactions"), slices.Index(messages, "orderhook stopped")
+	require.Less(t, stopping, stopped)
 }
