@@ -11,6 +11,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,7 +85,7 @@ func NewHandler(cfg Config, st Store, logger zerolog.Logger) (http.Handler, erro
 	mux.HandleFunc("POST "+Prefix+"dead/replay", h.replayDead)
 	mux.HandleFunc("POST "+Prefix+"dead/discard", h.discard)
 	mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
-		h.fail(w, r, errRoute, "")
+		h.fail(w, r, unrouted(mux, Prefix, r), "")
 	})
 	root := http.NewServeMux()
 	root.Handle(Prefix, h.authenticate(mux))
@@ -92,9 +93,27 @@ func NewHandler(cfg Config, st Store, logger zerolog.Logger) (http.Handler, erro
 	root.HandleFunc("GET "+PagePrefix+"page.js", servePage("page.js", "text/javascript; charset=utf-8"))
 	root.HandleFunc("GET "+PagePrefix+"page.css", servePage("page.css", "text/css; charset=utf-8"))
 	root.HandleFunc(PagePrefix, func(w http.ResponseWriter, r *http.Request) {
-		h.fail(w, r, errRoute, "")
+		h.fail(w, r, unrouted(root, PagePrefix, r), "")
 	})
 	return root, nil
+}
+
+// unrouted explains why no route of mux but its catchAll pattern took r:
+// another method's route at its path (a 405 with Allow, as net/http answers
+// without a catch-all), or no route at all.
+func unrouted(mux *http.ServeMux, catchAll string, r *http.Request) error {
+	var allow []string
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		probe := r.Clone(r.Context())
+		probe.Method = method
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != catchAll {
+			allow = append(allow, method)
+		}
+	}
+	if len(allow) > 0 && !slices.Contains(allow, r.Method) {
+		return methodNotAllowed{allow}
+	}
+	return errRoute
 }
 
 // authenticate lets a request through only with the bearer token (the scheme

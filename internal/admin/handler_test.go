@@ -125,6 +125,17 @@ func TestEveryRouteNeedsTheToken(t *testing.T) {
 	require.Equal(t, 2, s.Dead, "an unauthenticated replay changes nothing")
 
 	requireProblem(t, b.do(t, http.MethodGet, "/admin/api/nope", ""), http.StatusNotFound, "not-found")
+	// A route asked with another method is a 405 that names the one it takes.
+	for _, tc := range []struct{ method, path, allow string }{
+		{http.MethodGet, "/admin/api/dead/replay", "POST"},
+		{http.MethodGet, "/admin/api/events/evt_1/replay", "POST"},
+		{http.MethodDelete, "/admin/api/events/evt_1", "GET"},
+		{http.MethodPost, "/admin/api/status", "GET"},
+	} {
+		rec := b.do(t, tc.method, tc.path, "")
+		requireProblem(t, rec, http.StatusMethodNotAllowed, "method-not-allowed")
+		require.Equal(t, tc.allow, rec.Header().Get("Allow"), tc.path)
+	}
 	req = httptest.NewRequest(http.MethodGet, "/admin/api/status", nil)
 	req.Header.Set("Authorization", "bearer "+token)
 	rec = httptest.NewRecorder()
@@ -285,4 +296,8 @@ func TestPage(t *testing.T) {
 	rec := httptest.NewRecorder()
 	b.h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/admin/secret.txt", nil))
 	requireProblem(t, rec, http.StatusNotFound, "not-found")
+	rec = httptest.NewRecorder()
+	b.h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/admin/", nil))
+	requireProblem(t, rec, http.StatusMethodNotAllowed, "method-not-allowed")
+	require.Equal(t, "GET", rec.Header().Get("Allow"))
 }

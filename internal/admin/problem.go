@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/orderhook/orderhook/store"
 	"github.com/orderhook/orderhook/webhook"
@@ -16,6 +17,13 @@ var (
 	errRoute        = errors.New("no such admin API route: see the README for the routes")
 )
 
+// methodNotAllowed is a route asked with a method it does not take.
+type methodNotAllowed struct{ allow []string }
+
+func (e methodNotAllowed) Error() string {
+	return fmt.Sprintf("this route takes %s only", strings.Join(e.allow, " or "))
+}
+
 // badRequest is an error in how the API was called.
 type badRequest struct{ err error }
 
@@ -26,8 +34,12 @@ func (e badRequest) Unwrap() error { return e.err }
 // decides what is logged: only unexpected errors, with their cause.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error, eventID string) {
 	var br badRequest
+	var mna methodNotAllowed
 	p := webhook.Problem{Detail: err.Error(), EventID: eventID}
 	switch {
+	case errors.As(err, &mna):
+		w.Header().Set("Allow", strings.Join(mna.allow, ", "))
+		p.Status, p.Type, p.Title = http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed"
 	case errors.Is(err, errUnauthorized):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="orderhook-admin"`)
 		p.Status, p.Type, p.Title = http.StatusUnauthorized, "unauthorized", "Unauthorized"
