@@ -1,6 +1,7 @@
 package admin_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -25,13 +26,15 @@ const token = "s3cret-admin-token"
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 type bundle struct {
-	db *store.DB
-	h  http.Handler
+	db  *store.DB
+	h   http.Handler
+	log *bytes.Buffer // the handler's log
 }
 
 func setup(t *testing.T, db *store.DB) bundle {
 	t.Helper()
-	h, err := admin.NewHandler(admin.Config{Token: token, Now: func() time.Time { return now }}, db, zerolog.Nop())
+	var log bytes.Buffer
+	h, err := admin.NewHandler(admin.Config{Token: token, Now: func() time.Time { return now }}, db, zerolog.New(&log))
 	require.NoError(t, err)
 	ctx := context.Background()
 	for i, r := range []struct {
@@ -50,7 +53,7 @@ func setup(t *testing.T, db *store.DB) bundle {
 		_, err = db.SQLX().ExecContext(ctx, `UPDATE webhook_events SET status = $2, last_error = 'boom' WHERE event_id = $1`, r.id, r.status)
 		require.NoError(t, err)
 	}
-	return bundle{db: db, h: h}
+	return bundle{db: db, h: h, log: &log}
 }
 
 // do sends a request with the token and returns the answer.
@@ -255,6 +258,7 @@ func TestDeadReplayAndDiscard(t *testing.T) {
 		require.Equal(t, 1, res.Replayed)
 		require.Equal(t, "evt_2", res.Refused[0].EventID)
 		require.Contains(t, res.Refused[0].Reason, "deferred, not dead")
+		require.Contains(t, b.log.String(), `"event_ids":["evt_3","evt_2"]`, "the audit line names the ids asked for")
 
 		requireProblem(t, b.do(t, http.MethodPost, "/admin/api/dead/discard", `{"ids":["evt_4"]}`), http.StatusBadRequest, "invalid-request")
 		rec = b.do(t, http.MethodPost, "/admin/api/dead/discard", `{"ids":["evt_4","evt_1"],"reason":"test data"}`)

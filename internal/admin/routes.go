@@ -194,7 +194,7 @@ func (h *handler) replayDead(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err, "")
 		return
 	}
-	h.audit("replay", res.Replayed, req.DryRun, req.Reason).Int("matched", res.Matched).Int("refused", len(res.Refused)).Msg("replayed dead events")
+	h.audit("replay", res.Replayed, req.DryRun, req.Reason).Strs("event_ids", req.IDs).Int("matched", res.Matched).Int("refused", len(res.Refused)).Msg("replayed dead events")
 	writeJSON(w, res)
 }
 
