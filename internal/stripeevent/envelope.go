@@ -128,11 +128,27 @@ func (e Envelope) validate(created int64) error {
 		}
 		// No Stripe identifier holds a space; one that did would be an
 		// id the operator tools, which trim what they are given, miss.
-		if strings.IndexFunc(f.value, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) >= 0 {
+		if !plain(f.value) {
 			return fmt.Errorf("%s holds whitespace or control characters", f.name)
 		}
 	}
 	return nil
+}
+
+// plain reports whether s holds neither whitespace nor control characters.
+// ASCII, every identifier Stripe sends, is checked a byte at a time: each
+// byte up to the space, and DEL, is one or the other.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return strings.IndexFunc(s[i:], func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) < 0
+		}
+		if c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func (w *wireEnvelope) validate() error {

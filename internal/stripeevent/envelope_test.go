@@ -109,6 +109,7 @@ func TestParseRejectsWhatIsNotAnEvent(t *testing.T) {
 		"space after id":          `{"id":"evt_1 ","type":"x.y","created":1,"data":{"object":{}}}`,
 		"space before id":         `{"id":"  evt_1","type":"x.y","created":1,"data":{"object":{}}}`,
 		"blank id":                `{"id":"   ","type":"x.y","created":1,"data":{"object":{}}}`,
+		"DEL in id":               `{"id":"evt_\u007f","type":"x.y","created":1,"data":{"object":{}}}`,
 		"no-break space in id":    `{"id":"evt\u00a01","type":"x.y","created":1,"data":{"object":{}}}`,
 		"space in customer":       `{"id":"evt_1","type":"x.y","created":1,"data":{"object":{"customer":"cus_1 "}}}`,
 		"space in data.object.id": `{"id":"evt_1","type":"x.y","created":1,"data":{"object":{"id":" in_1"}}}`,
@@ -123,6 +124,16 @@ func TestParseRejectsWhatIsNotAnEvent(t *testing.T) {
 		_, err := stripeevent.Parse([]byte(body))
 		require.ErrorIs(t, err, stripeevent.ErrMalformed, name)
 	}
+}
+
+// Identifiers beyond ASCII are Stripe's own business: only whitespace and
+// control characters are refused.
+func TestParseAcceptsNonASCIIIdentifiers(t *testing.T) {
+	t.Parallel()
+	env, err := stripeevent.Parse([]byte(`{"id":"evt_ü1","type":"x.y","created":1,"data":{"object":{"customer":"cus_日本"}}}`))
+	require.NoError(t, err)
+	require.Equal(t, "evt_ü1", env.ID)
+	require.Equal(t, "cus_日本", env.CustomerID)
 }
 
 func FuzzParse(f *testing.F) {
