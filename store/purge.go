@@ -9,8 +9,8 @@ import (
 )
 
 // MinPurgeAge is the youngest an event may be for Purge to delete it. Stripe
-// resends an event for up to 30 days (its own retries for 3, a resend from
-// the Dashboard or the API within 30), and the stored id is what answers a
+// retries an event for up to three days, and its API lists, so an operator
+// can resend, the events of the last 30; the stored id is what answers a
 // resend "duplicate" instead of applying the event again.
 const MinPurgeAge = 30 * 24 * time.Hour
 
@@ -47,7 +47,7 @@ type PurgeResult struct {
 // MinPurgeAge.
 func (db *DB) Purge(ctx context.Context, p PurgeParams) (PurgeResult, error) {
 	if p.OlderThan < MinPurgeAge {
-		return PurgeResult{}, fmt.Errorf("%w: purge keeps at least %s of events (Stripe resends an event for 30 days), not %s", ErrInvalidInput, MinPurgeAge, p.OlderThan)
+		return PurgeResult{}, fmt.Errorf("%w: purge keeps at least %s of events (Stripe's API keeps events, to be resent, for 30 days), not %s", ErrInvalidInput, MinPurgeAge, p.OlderThan)
 	}
 	res := PurgeResult{Before: orNow(p.Now).Add(-p.OlderThan).UTC(), DryRun: p.DryRun}
 	cond := `status IN ($1, $2, $3) AND received_at < $4 AND created < $5`

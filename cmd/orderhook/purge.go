@@ -22,8 +22,9 @@ func (a *app) purgeCmd() *cobra.Command {
 orderhook received more than --older-than ago, with their attempts and
 history: the retention of the inbox, to run from cron. Dead, pending and
 deferred events are never purged. The period is at least 720h (30 days):
-Stripe resends an event for up to 30 days, and a stored id is what answers a
-resend "duplicate" instead of applying the event again. The mirror tables
+Stripe retries an event for up to three days and keeps it in its API, to be
+resent, for 30, and a stored id is what answers a resend "duplicate"
+instead of applying the event again. The mirror tables
 (stripe_customers, …) are not touched.
 
 It deletes 1,000 rows per transaction; an interrupted purge can be run again.
@@ -37,7 +38,7 @@ Exit codes: 0 ok, 1 failed, 2 on a usage error.`,
 				return usagef("--older-than is required: the retention period, at least %.0fh (30 days)", store.MinPurgeAge.Hours())
 			}
 			if olderThan < store.MinPurgeAge {
-				return usagef("--older-than %s: keep at least %.0fh (30 days): Stripe resends an event for up to 30 days", olderThan, store.MinPurgeAge.Hours())
+				return usagef("--older-than %s: keep at least %.0fh (30 days): Stripe keeps an event, to be resent, for 30 days", olderThan, store.MinPurgeAge.Hours())
 			}
 			db, err := a.globals.openInbox(cmd)
 			if err != nil {
