@@ -114,22 +114,76 @@ func TestAStopCutsAHungTransactionShortAfterItsGrace(t *testing.T) {
 // does not return holds its batch's rows no longer than a lease.
 func TestAHandlerPastTheLeaseFailsItsAttempt(t *testing.T) {
 	t.Parallel()
+	for name, handler := range map[string]func() reconcile.HandlerFunc{
+		"returning at the end of its context": slowOnce,
+		// Ignoring it (an http.Get without ctx): the batch's own last write
+		// would fail then, and no event be to blame.
+		"ignoring its context": func() reconcile.HandlerFunc {
+			calls := 0
+			return func(context.Context, *sqlx.Tx, reconcile.Event) error {
+				if calls++; calls == 1 {
+					time.Sleep(slowLease + 200*time.Millisecond)
+				}
+				return nil
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			storetest.Each(t, func(t *testing.T, db *store.DB) {
+				s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "slow"})
+				created, paid := find(t, s, "customer.created"), find(t, s, "invoice.paid")
+				insert(t, db, created, time.Now().Add(-2*time.Second))
+				insert(t, db, paid, time.Now().Add(-time.Second))
+				w, err := reconcile.NewWorker(reconcile.Config{Workers: 1, Lease: slowLease,
+					Handlers: map[string]reconcile.HandlerFunc{"invoice.paid": handler()},
+				}, db, zerologNop())
+				require.NoError(t, err)
+
+				n, err := w.RunOnce(context.Background(), "slow")
+				require.NoError(t, err)
+				require.Equal(t, 2, n)
+				require.Equal(t, store.StatusApplied, event(t, db, created.ID).Status, "applied alone after the batch rolled back")
+				require.Equal(t, []string{store.OutcomeFailed}, attemptOutcomes(t, db, paid.ID))
+				require.Contains(t, event(t, db, paid.ID).LastError, context.DeadlineExceeded.Error())
+			})
+		})
+	}
+}
+
+// A handler that swallows a failed statement and returns nil leaves a
+// PostgreSQL transaction aborted: that is its event's failed attempt, and
+// the batch's other events are applied one at a time, instead of the whole
+// batch failing at its last write, as if the store had, with no attempt
+// counted and no end. SQLite's transaction goes on after a failed statement.
+func TestAHandlerThatSwallowsASQLErrorFailsItsAttempt(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
-		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "slow"})
+		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "swallow"})
 		created, paid := find(t, s, "customer.created"), find(t, s, "invoice.paid")
 		insert(t, db, created, time.Now().Add(-2*time.Second))
 		insert(t, db, paid, time.Now().Add(-time.Second))
-		w, err := reconcile.NewWorker(reconcile.Config{Workers: 1, Lease: slowLease,
-			Handlers: map[string]reconcile.HandlerFunc{"invoice.paid": slowOnce()},
-		}, db, zerologNop())
+		calls := 0
+		w, err := reconcile.NewWorker(reconcile.Config{Workers: 1, Handlers: map[string]reconcile.HandlerFunc{
+			"invoice.paid": func(ctx context.Context, tx *sqlx.Tx, _ reconcile.Event) error {
+				if calls++; calls == 1 {
+					_, _ = tx.ExecContext(ctx, `SELECT * FROM no_such_table`) // "already credited", say
+				}
+				return nil
+			},
+		}}, db, zerologNop())
 		require.NoError(t, err)
 
-		n, err := w.RunOnce(context.Background(), "slow")
-		require.NoError(t, err)
+		n, err := w.RunOnce(context.Background(), "swallow")
+		require.NoError(t, err, "a handler's failure is not the store's")
 		require.Equal(t, 2, n)
-		require.Equal(t, store.StatusApplied, event(t, db, created.ID).Status, "applied alone after the batch rolled back")
+		require.Equal(t, store.StatusApplied, event(t, db, created.ID).Status)
+		if db.Dialect() == store.SQLite {
+			require.Equal(t, store.StatusApplied, event(t, db, paid.ID).Status)
+			return
+		}
 		require.Equal(t, []string{store.OutcomeFailed}, attemptOutcomes(t, db, paid.ID))
-		require.Contains(t, event(t, db, paid.ID).LastError, context.DeadlineExceeded.Error())
+		require.Contains(t, event(t, db, paid.ID).LastError, "its transaction has failed")
 	})
 }
 

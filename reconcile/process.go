@@ -182,6 +182,16 @@ func (w *Worker) write(ctx context.Context, tx *store.Tx, ev store.Event, builti
 		if err := handler(ctx, tx.SQLX(), handlerEvent(ev)); err != nil {
 			return "", fmt.Errorf("handler for %s: %w", ev.Type, err)
 		}
+		// A handler that returned nil may still have spoiled the batch:
+		// run on past its lease, ignoring ctx, or swallowed a failed
+		// statement, which aborts a PostgreSQL transaction. Either is this
+		// event's failure, not that of the batch's last write.
+		if err := ctx.Err(); err != nil {
+			return "", fmt.Errorf("handler for %s returned after its lease ended: %w", ev.Type, err)
+		}
+		if err := tx.Usable(ctx); err != nil {
+			return "", fmt.Errorf("handler for %s returned nil, but its transaction has failed (a SQL error it swallowed?): %w", ev.Type, err)
+		}
 	}
 	return note, nil
 }

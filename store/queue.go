@@ -304,6 +304,18 @@ func (tx *Tx) Event() Event { return tx.event }
 // transaction's mirror writes reach it only at Flush.
 func (tx *Tx) SQLX() *sqlx.Tx { return tx.tx }
 
+// Usable returns an error when the transaction can run no more statements:
+// on PostgreSQL, one in which a statement failed (a handler that swallowed
+// its SQL error) is aborted until it ends. The error wraps ErrUnavailable
+// when the connection itself is gone.
+func (tx *Tx) Usable(ctx context.Context) error {
+	if tx.db.dialect != Postgres {
+		return nil
+	}
+	_, err := tx.tx.ExecContext(ctx, `SELECT 1`)
+	return translate(err)
+}
+
 // Dialect reports the engine behind the transaction.
 func (tx *Tx) Dialect() Dialect { return tx.db.dialect }
 
