@@ -109,16 +109,33 @@ func TestAStopCutsAHungTransactionShortAfterItsGrace(t *testing.T) {
 	require.GreaterOrEqual(t, took, 10*time.Second, "the transaction in flight was not given its grace")
 }
 
+// insertCreatedThenPaid stores one customer's customer.created and, a
+// second later, its invoice.paid, both due: one batch claims them, the
+// customer first.
+func insertCreatedThenPaid(t *testing.T, db *store.DB, prefix string) (created, paid scenario.Event) {
+	t.Helper()
+	s := scenario.Generate(scenario.Config{Customers: 1, Prefix: prefix})
+	created, paid = find(t, s, "customer.created"), find(t, s, "invoice.paid")
+	insert(t, db, created, time.Now().Add(-2*time.Second))
+	insert(t, db, paid, time.Now().Add(-time.Second))
+	return created, paid
+}
+
 // A batch that runs past its lease fails the attempt of the event it was
 // applying, rolls back, and applies the others one at a time: a handler that
 // does not return holds its batch's rows no longer than a lease.
 func TestAHandlerPastTheLeaseFailsItsAttempt(t *testing.T) {
 	t.Parallel()
-	for name, handler := range map[string]func() reconcile.HandlerFunc{
-		"returning at the end of its context": slowOnce,
+	// Each case has its own customers: advisory locks are the database's,
+	// not the test schema's, and one case would hold the other's.
+	for name, tc := range map[string]struct {
+		prefix  string
+		handler func() reconcile.HandlerFunc
+	}{
+		"returning at the end of its context": {"slow", slowOnce},
 		// Ignoring it (an http.Get without ctx): the batch's own last write
 		// would fail then, and no event be to blame.
-		"ignoring its context": func() reconcile.HandlerFunc {
+		"ignoring its context": {"ignore", func() reconcile.HandlerFunc {
 			calls := 0
 			return func(context.Context, *sqlx.Tx, reconcile.Event) error {
 				if calls++; calls == 1 {
@@ -126,21 +143,18 @@ func TestAHandlerPastTheLeaseFailsItsAttempt(t *testing.T) {
 				}
 				return nil
 			}
-		},
+		}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			storetest.Each(t, func(t *testing.T, db *store.DB) {
-				s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "slow"})
-				created, paid := find(t, s, "customer.created"), find(t, s, "invoice.paid")
-				insert(t, db, created, time.Now().Add(-2*time.Second))
-				insert(t, db, paid, time.Now().Add(-time.Second))
+				created, paid := insertCreatedThenPaid(t, db, tc.prefix)
 				w, err := reconcile.NewWorker(reconcile.Config{Workers: 1, Lease: slowLease,
-					Handlers: map[string]reconcile.HandlerFunc{"invoice.paid": handler()},
+					Handlers: map[string]reconcile.HandlerFunc{"invoice.paid": tc.handler()},
 				}, db, zerologNop())
 				require.NoError(t, err)
 
-				n, err := w.RunOnce(context.Background(), "slow")
+				n, err := w.RunOnce(context.Background(), tc.prefix)
 				require.NoError(t, err)
 				require.Equal(t, 2, n)
 				require.Equal(t, store.StatusApplied, event(t, db, created.ID).Status, "applied alone after the batch rolled back")
@@ -159,10 +173,7 @@ func TestAHandlerPastTheLeaseFailsItsAttempt(t *testing.T) {
 func TestAHandlerThatSwallowsASQLErrorFailsItsAttempt(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
-		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "swallow"})
-		created, paid := find(t, s, "customer.created"), find(t, s, "invoice.paid")
-		insert(t, db, created, time.Now().Add(-2*time.Second))
-		insert(t, db, paid, time.Now().Add(-time.Second))
+		created, paid := insertCreatedThenPaid(t, db, "swallow")
 		calls := 0
 		w, err := reconcile.NewWorker(reconcile.Config{Workers: 1, Handlers: map[string]reconcile.HandlerFunc{
 			"invoice.paid": func(ctx context.Context, tx *sqlx.Tx, _ reconcile.Event) error {
