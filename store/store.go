@@ -71,7 +71,8 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), err)
 	}
 	if dialect == SQLite {
-		if db.file, err = openedFile(sqlitePath(rawURL)); err != nil {
+		path, _ := SQLitePath(rawURL)
+		if db.file, err = openedFile(path); err != nil {
 			_ = sqldb.Close()
 			return nil, err
 		}
@@ -123,7 +124,7 @@ func parseURL(rawURL string) (Dialect, string, error) {
 		u.RawQuery = q.Encode()
 		return Postgres, u.String(), nil
 	case strings.HasPrefix(rawURL, "sqlite:"):
-		path := sqlitePath(rawURL)
+		path, _ := SQLitePath(rawURL)
 		if path == "" {
 			return "", "", fmt.Errorf(`%w: "sqlite:" has no path: use sqlite:orderhook.db or sqlite:/abs/path.db`, ErrBadURL)
 		}
@@ -150,9 +151,11 @@ func sqliteDSN(path string) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
-// sqlitePath returns the file path of a "sqlite:PATH" URL, as given.
-func sqlitePath(rawURL string) string {
-	return strings.TrimPrefix(strings.TrimPrefix(rawURL, "sqlite:"), "//")
+// SQLitePath returns the file path of a "sqlite:PATH" URL, as given, and
+// whether rawURL is one: the file Open opens, for a caller to check first.
+func SQLitePath(rawURL string) (path string, ok bool) {
+	path, ok = strings.CutPrefix(rawURL, "sqlite:")
+	return strings.TrimPrefix(path, "//"), ok
 }
 
 // secretParams are the URL parameters lib/pq takes secrets from.

@@ -108,8 +108,7 @@ func (g *globalFlags) openStore(cmd *cobra.Command) (*store.DB, error) {
 // mistyped --db would otherwise leave an empty database behind and report
 // a missing table. serve and migrate create it.
 func (g *globalFlags) openExisting(cmd *cobra.Command) (*store.DB, error) {
-	if path, ok := strings.CutPrefix(g.db, "sqlite:"); ok {
-		path = strings.TrimPrefix(path, "//")
+	if path, ok := store.SQLitePath(g.db); ok {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			return nil, usagef("--db %s: no such file (serve and migrate create it)", g.db)
 		}

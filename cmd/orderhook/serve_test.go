@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -242,6 +243,22 @@ func (l testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// sampleEvent returns the body of one of testdata/events.
+func sampleEvent(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("../../testdata/events", name))
+	require.NoError(t, err)
+	return b
+}
+
+// requireStatus asserts that the inbox holds event id in status.
+func requireStatus(t *testing.T, db *store.DB, id string, status store.Status) {
+	t.Helper()
+	ev, err := db.Event(context.Background(), id)
+	require.NoError(t, err)
+	require.Equal(t, status, ev.Status, id)
+}
+
 // In reject mode an invoice whose customer is missing is stored but answered
 // 409, so that the sender retries; once the customer is applied the retry is
 // answered 200 and the invoice is applied once.
@@ -250,12 +267,7 @@ func TestServeRejectMode(t *testing.T) {
 	storetest.Dialects(t, func(t *testing.T, dbURL string) {
 		const secret = "whsec_reject"
 		srv := startServe(t, env(nil), "--db", dbURL, "--secret", secret, "--mode", "reject")
-		read := func(name string) []byte {
-			b, err := os.ReadFile("../../testdata/events/" + name)
-			require.NoError(t, err)
-			return b
-		}
-		paid, created := read("05_invoice.paid.json"), read("01_customer.created.json")
+		paid, created := sampleEvent(t, "05_invoice.paid.json"), sampleEvent(t, "01_customer.created.json")
 
 		status, _ := post(t, srv.url, secret, paid)
 		require.Equal(t, http.StatusConflict, status)
@@ -266,9 +278,7 @@ func TestServeRejectMode(t *testing.T) {
 		waitSettled(t, db)
 		status, _ = post(t, srv.url, secret, paid)
 		require.Equal(t, http.StatusOK, status, "the retry after the customer arrived")
-		ev, err := db.Event(context.Background(), "evt_Q7fx00000005")
-		require.NoError(t, err)
-		require.Equal(t, "applied", string(ev.Status))
+		requireStatus(t, db, "evt_Q7fx00000005", store.StatusApplied)
 	})
 }
 
@@ -289,9 +299,7 @@ func TestSendUntil2xxAgainstRejectMode(t *testing.T) {
 	require.Regexp(t, `(?m)^200 OK +2$`, stdout)
 	db := storetest.Open(t, dbURL)
 	waitSettled(t, db)
-	ev, err := db.Event(context.Background(), "evt_Q7fx00000005")
-	require.NoError(t, err)
-	require.Equal(t, "applied", string(ev.Status))
+	requireStatus(t, db, "evt_Q7fx00000005", store.StatusApplied)
 }
 
 // A SQLite inbox removed while serving: deliveries are answered 503, for
@@ -302,19 +310,14 @@ func TestServeSQLiteFileRemovedWhileServing(t *testing.T) {
 	const secret = "whsec_removed"
 	path := strings.TrimPrefix(storetest.SQLiteURL(t), "sqlite:")
 	srv := startServe(t, env(nil), "--db", "sqlite:"+path, "--secret", secret)
-	read := func(name string) []byte {
-		b, err := os.ReadFile("../../testdata/events/" + name)
-		require.NoError(t, err)
-		return b
-	}
-	status, _ := post(t, srv.url, secret, read("01_customer.created.json"))
+	status, _ := post(t, srv.url, secret, sampleEvent(t, "01_customer.created.json"))
 	require.Equal(t, http.StatusOK, status)
 
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		require.NoError(t, os.RemoveAll(path+suffix))
 	}
 
-	status, retryAfter := post(t, srv.url, secret, read("02_customer.subscription.created.json"))
+	status, retryAfter := post(t, srv.url, secret, sampleEvent(t, "02_customer.subscription.created.json"))
 	require.Equal(t, http.StatusServiceUnavailable, status)
 	require.NotEmpty(t, retryAfter)
 	resp, err := http.Get(strings.TrimSuffix(srv.url, "/webhooks/stripe") + "/readyz")
