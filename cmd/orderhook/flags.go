@@ -63,16 +63,19 @@ func (g *globalFlags) logger(w io.Writer) (zerolog.Logger, error) {
 
 // secretList splits each --secret value on commas, as ORDERHOOK_STRIPE_SECRETS
 // is split: no Stripe signing secret holds a comma, and two taken as one would
-// verify no signature. Entries are trimmed; blank ones are kept, for the
-// caller to refuse rather than drop.
-func secretList(values []string) []string {
+// verify no signature. Entries are trimmed; a blank one is a usage error,
+// not dropped.
+func secretList(values []string) ([]string, error) {
 	var out []string
 	for _, v := range values {
 		for _, s := range strings.Split(v, ",") {
-			out = append(out, strings.TrimSpace(s))
+			if s = strings.TrimSpace(s); s == "" {
+				return nil, usagef("--secret has a blank secret (a stray comma?): give each whsec_…")
+			}
+			out = append(out, s)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // openTimeout bounds connecting to the database at start: a server that

@@ -26,9 +26,15 @@ func TestConsoleLogWithoutTerminalHasNoColour(t *testing.T) {
 
 func TestSecretList(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, []string{"whsec_a", "whsec_b", "whsec_c", ""},
-		secretList([]string{"whsec_a, whsec_b", "whsec_c,"}))
-	require.Nil(t, secretList(nil))
+	got, err := secretList([]string{"whsec_a, whsec_b", "whsec_c"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"whsec_a", "whsec_b", "whsec_c"}, got)
+	_, err = secretList([]string{"whsec_a", "whsec_c,"})
+	require.ErrorContains(t, err, "--secret has a blank secret")
+	require.Equal(t, exitUsage, exitCode(err))
+	got, err = secretList(nil)
+	require.NoError(t, err)
+	require.Nil(t, got)
 }
 
 // The log flags are global: every command refuses a bad value before it

@@ -62,12 +62,13 @@ func (f *sendFlags) register(flags *pflag.FlagSet) {
 
 // validate rejects what the sender would silently default.
 func (f *sendFlags) validate(flags *pflag.FlagSet) error {
-	f.cfg.Secrets = secretList(f.cfg.Secrets)
+	var err error
+	if f.cfg.Secrets, err = secretList(f.cfg.Secrets); err != nil {
+		return err
+	}
 	switch {
 	case len(f.cfg.Secrets) == 0:
 		return usagef("no signing secret: pass --secret whsec_… (the one `orderhook serve` printed, or the endpoint's) or set ORDERHOOK_STRIPE_SECRETS")
-	case slices.Contains(f.cfg.Secrets, ""):
-		return usagef("--secret has a blank secret: give each whsec_…, or leave --secret out to use ORDERHOOK_STRIPE_SECRETS")
 	case f.cfg.Concurrency < 1:
 		return usagef("--concurrency %d: use 1 or more", f.cfg.Concurrency)
 	case f.cfg.Repeat < 1:

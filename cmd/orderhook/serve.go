@@ -202,9 +202,9 @@ func (c serveConfig) reconcileIngestLoops(dialect store.Dialect) int {
 
 func (f serveFlags) validate() (serveConfig, error) {
 	c := serveConfig{serveFlags: f}
-	c.secrets = secretList(f.secrets)
-	if slices.Contains(c.secrets, "") {
-		return c, usagef("--secret has a blank secret (a stray comma?): give each whsec_…")
+	var err error
+	if c.secrets, err = secretList(f.secrets); err != nil {
+		return c, err
 	}
 	for _, s := range c.secrets {
 		if !strings.HasPrefix(s, "whsec_") || len(s) == len("whsec_") {
