@@ -309,6 +309,39 @@ func rollBackWhileLocked(t *testing.T, customer string, hold time.Duration) (sto
 		})
 }
 
+// Advisory locks are the database's, but a customer's is its schema's: a
+// batch applying cus_s in one schema neither leases away nor waits for
+// another schema's cus_s, as deployments (and tests) sharing a database
+// have their own customers.
+func TestProcessDueLocksCustomersPerSchema(t *testing.T) {
+	t.Parallel()
+	one, other := storetest.Postgres(t), storetest.Postgres(t) // two schemas of the test database
+	for _, db := range []*store.DB{one, other} {
+		insertAll(t, db, newEvent("evt_s1", "cus_s", t0))
+	}
+	ctx := context.Background()
+	now := t0.Add(time.Second)
+	params := store.ClaimParams{Worker: "w", Limit: 16, Now: now, Lease: time.Minute}
+
+	inside, leave := make(chan struct{}), make(chan struct{})
+	holding := make(chan error, 1)
+	go func() {
+		_, err := one.ProcessDue(ctx, params, func(ctx context.Context, tx *store.Tx) error {
+			close(inside)
+			<-leave
+			return markApplied(ctx, tx)
+		})
+		holding <- err
+	}()
+	<-inside
+	batch, err := other.ProcessDue(ctx, params, markApplied)
+	close(leave)
+	require.NoError(t, err)
+	require.NoError(t, <-holding)
+	require.Equal(t, []string{"evt_s1"}, ids(batch.Processed), "applied, not leased as if its customer were busy")
+	require.Empty(t, batch.Leased)
+}
+
 // A batch does not wait for a customer another transaction is processing: it
 // leases that customer's events to the worker and processes the rest.
 func TestProcessDueLeasesBusyCustomers(t *testing.T) {
@@ -321,7 +354,7 @@ func TestProcessDueLeasesBusyCustomers(t *testing.T) {
 	holder, err := db.SQLX().BeginTxx(ctx, nil)
 	require.NoError(t, err)
 	defer func() { _ = holder.Rollback() }()
-	_, err = holder.Exec(`SELECT pg_advisory_xact_lock(hashtextextended('orderhook:customer:cus_bx', 0))`)
+	_, err = holder.Exec(`SELECT pg_advisory_xact_lock(hashtextextended('orderhook:' || current_schema() || ':customer:cus_bx', 0))`)
 	require.NoError(t, err)
 
 	now := t0.Add(time.Second)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -135,11 +136,17 @@ func (db *DB) provider(ctx context.Context) (*goose.Provider, error) {
 // migrationLocker returns an advisory session lock keyed by the current
 // schema: replicas of one deployment serialize, separate schemas do not.
 func (db *DB) migrationLocker(ctx context.Context) (lock.SessionLocker, error) {
-	var schema string
-	if err := db.db.GetContext(ctx, &schema, "SELECT current_schema()"); err != nil {
+	var at struct {
+		Schema     sql.NullString `db:"schema"`
+		SearchPath string         `db:"search_path"`
+	}
+	if err := db.db.GetContext(ctx, &at, "SELECT current_schema() AS schema, current_setting('search_path') AS search_path"); err != nil {
 		return nil, fmt.Errorf("read schema: %w", translate(err))
 	}
+	if !at.Schema.Valid {
+		return nil, fmt.Errorf("read schema: the search_path %q names no schema of this database: create it (CREATE SCHEMA) or correct search_path", at.SearchPath)
+	}
 	h := fnv.New64a()
-	_, _ = h.Write([]byte("orderhook.migrate." + schema))
+	_, _ = h.Write([]byte("orderhook.migrate." + at.Schema.String))
 	return lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64())), lock.WithLockTimeout(1, 300))
 }

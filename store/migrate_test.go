@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -66,6 +67,29 @@ func TestReadyReportsPendingMigrations(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrMigrationsPending)
 		require.Regexp(t, `00001_inbox\.sql and [0-9]+ after it: run orderhook migrate`, err.Error(), "names the first pending")
 	})
+}
+
+// A search_path naming no schema of the database is said so, and how to
+// fix it, by migrate and by every command that reads the migrations.
+func TestMigrateNamesAMissingSchema(t *testing.T) {
+	t.Parallel()
+	base := storetest.PostgresURL(t)
+	u, err := url.Parse(base)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("search_path", q.Get("search_path")+"_missing")
+	u.RawQuery = q.Encode()
+	db, err := store.Open(context.Background(), u.String())
+	require.NoError(t, err)
+	defer db.Close()
+	for _, call := range []func() error{
+		func() error { _, err := db.Migrate(context.Background()); return err },
+		func() error { _, err := db.MigrationStatus(context.Background()); return err },
+	} {
+		err := call()
+		require.Error(t, err)
+		require.Regexp(t, `search_path "test_[0-9a-f]+_missing" names no schema of this database: create it \(CREATE SCHEMA\) or correct search_path`, err.Error())
+	}
 }
 
 func TestOpenRejectsUnknownURLs(t *testing.T) {

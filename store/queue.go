@@ -192,17 +192,28 @@ func (db *DB) setLocal(ctx context.Context, tx *sqlx.Tx, settings ...string) err
 	return nil
 }
 
-// serializationKey names what one event's processing is serialized on.
+// serializationKey names what one event's processing is serialized on: its
+// customer or, without one, the event itself. Its advisory lock is
+// lockKeySQL's.
 func serializationKey(ev Event) string {
 	if ev.CustomerID != "" {
-		return "orderhook:customer:" + ev.CustomerID
+		return "customer:" + ev.CustomerID
 	}
-	return "orderhook:event:" + ev.ID
+	return "event:" + ev.ID
 }
 
 // serializationKeySQL is serializationKey in SQL, over webhook_events'
 // columns.
-const serializationKeySQL = `CASE WHEN customer_id <> '' THEN 'orderhook:customer:' || customer_id ELSE 'orderhook:event:' || event_id END`
+const serializationKeySQL = `CASE WHEN customer_id <> '' THEN 'customer:' || customer_id ELSE 'event:' || event_id END`
+
+// lockKeySQL returns the SQL of the advisory lock key (a bigint) of the
+// serialization key that the SQL expression key gives. Advisory locks are
+// the database's, not a schema's: the key names the schema, so that
+// deployments in separate schemas of one database never hold or wait for
+// each other's customers.
+func lockKeySQL(key string) string {
+	return `hashtextextended('orderhook:' || current_schema() || ':' || ` + key + `, 0)`
+}
 
 // lockKeys waits for the transaction-scoped advisory locks of events' keys
 // (PostgreSQL), taking them in sorted order so that two waiting transactions
@@ -219,7 +230,7 @@ func (db *DB) lockKeys(ctx context.Context, tx *sqlx.Tx, events []Event) error {
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
-	if _, err := db.txExec(ctx, tx, `SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k`, pq.Array(keys)); err != nil {
+	if _, err := db.txExec(ctx, tx, `SELECT pg_advisory_xact_lock(`+lockKeySQL("k")+`) FROM unnest($1::text[]) AS k`, pq.Array(keys)); err != nil {
 		return fmt.Errorf("lock %d serialization keys: %w", len(keys), translate(err))
 	}
 	return nil
