@@ -45,7 +45,7 @@ type customerObject struct {
 
 func applyCustomer(ctx context.Context, tx *store.Tx, ev store.Event) (string, error) {
 	var obj customerObject
-	if err := stripeevent.DecodeObject(ev.Payload, &obj); err != nil {
+	if err := decode(ev, &obj); err != nil {
 		return "", err
 	}
 	deleted := obj.Deleted || ev.Type == "customer.deleted"
@@ -61,7 +61,7 @@ func applyCustomer(ctx context.Context, tx *store.Tx, ev store.Event) (string, e
 	}
 	c := store.Customer{
 		ID: ev.CustomerID, Deleted: deleted, Livemode: obj.Livemode,
-		Email: deref(obj.Email), Name: deref(obj.Name), LastEvent: lastEvent(ev),
+		Email: text(deref(obj.Email)), Name: text(deref(obj.Name)), LastEvent: lastEvent(ev),
 	}
 	if deleted && found {
 		// A tombstone keeps what the deletion does not carry.
@@ -86,7 +86,7 @@ type subscriptionObject struct {
 
 func applySubscription(ctx context.Context, tx *store.Tx, ev store.Event) (string, error) {
 	var obj subscriptionObject
-	if err := stripeevent.DecodeObject(ev.Payload, &obj); err != nil {
+	if err := decode(ev, &obj); err != nil {
 		return "", err
 	}
 	cur, found, err := existing(tx.Subscription(ctx, ev.ObjectID))
@@ -103,10 +103,18 @@ func applySubscription(ctx context.Context, tx *store.Tx, ev store.Event) (strin
 	if periodEnd == nil && len(obj.Items.Data) > 0 {
 		periodEnd = obj.Items.Data[0].CurrentPeriodEnd // from 2025-03-31 on
 	}
+	end, err := unixTime("current_period_end", periodEnd)
+	if err != nil {
+		return "", err
+	}
+	canceled, err := unixTime("canceled_at", obj.CanceledAt)
+	if err != nil {
+		return "", err
+	}
 	return "", tx.PutSubscription(ctx, store.Subscription{
-		ID: ev.ObjectID, CustomerID: ev.CustomerID, Status: obj.Status,
-		CancelAtPeriodEnd: obj.CancelAtPeriodEnd, CurrentPeriodEnd: unixTime(periodEnd),
-		CanceledAt: unixTime(obj.CanceledAt), Livemode: obj.Livemode, LastEvent: lastEvent(ev),
+		ID: ev.ObjectID, CustomerID: ev.CustomerID, Status: text(obj.Status),
+		CancelAtPeriodEnd: obj.CancelAtPeriodEnd, CurrentPeriodEnd: end,
+		CanceledAt: canceled, Livemode: obj.Livemode, LastEvent: lastEvent(ev),
 	})
 }
 
@@ -135,7 +143,7 @@ func (o invoiceObject) subscriptionID() string {
 
 func applyInvoice(ctx context.Context, tx *store.Tx, ev store.Event) (string, error) {
 	var obj invoiceObject
-	if err := stripeevent.DecodeObject(ev.Payload, &obj); err != nil {
+	if err := decode(ev, &obj); err != nil {
 		return "", err
 	}
 	if ev.Type == "invoice.deleted" {
@@ -152,8 +160,8 @@ func applyInvoice(ctx context.Context, tx *store.Tx, ev store.Event) (string, er
 		}
 	}
 	return "", tx.PutInvoice(ctx, store.Invoice{
-		ID: ev.ObjectID, CustomerID: ev.CustomerID, SubscriptionID: obj.subscriptionID(), Status: obj.Status,
-		AmountDue: obj.AmountDue, AmountPaid: obj.AmountPaid, Currency: obj.Currency, Livemode: obj.Livemode,
+		ID: ev.ObjectID, CustomerID: ev.CustomerID, SubscriptionID: text(obj.subscriptionID()), Status: text(obj.Status),
+		AmountDue: obj.AmountDue, AmountPaid: obj.AmountPaid, Currency: text(obj.Currency), Livemode: obj.Livemode,
 		LastEvent: lastEvent(ev),
 	})
 }
@@ -180,13 +188,33 @@ func lastEvent(ev store.Event) store.LastEvent {
 	return store.LastEvent{EventID: ev.ID, Type: ev.Type, Created: &created}
 }
 
-func unixTime(sec *int64) *time.Time {
+// unixTime returns the time of the object's field, nil when it is absent or
+// null. A time before 1970 or after 9999 fails the event for good: no
+// Stripe object carries one, and PostgreSQL's mirror would refuse it.
+func unixTime(field string, sec *int64) (*time.Time, error) {
 	if sec == nil {
-		return nil
+		return nil, nil
+	}
+	if *sec < 0 || *sec > stripeevent.MaxUnixTime {
+		return nil, fmt.Errorf("%w: %w: data.object.%s %d is not a Unix time between 1970 and 9999", ErrPermanent, stripeevent.ErrMalformed, field, *sec)
 	}
 	t := time.Unix(*sec, 0).UTC()
-	return &t
+	return &t, nil
 }
+
+// decode decodes ev's data.object into obj. An object that does not fit
+// fails the event for good: a retry reads the same bytes.
+func decode(ev store.Event, obj any) error {
+	if err := stripeevent.DecodeObject(ev.Payload, obj); err != nil {
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	return nil
+}
+
+// text is s as the mirror holds it on both engines: PostgreSQL's text
+// holds no NUL, so each becomes U+FFFD, the replacement character. The
+// inbox keeps the payload as Stripe sent it.
+func text(s string) string { return strings.ReplaceAll(s, "\x00", "\uFFFD") }
 
 func deref(s *string) string {
 	if s == nil {
@@ -200,5 +228,5 @@ func keep(carried *string, old string) string {
 	if carried == nil {
 		return old
 	}
-	return *carried
+	return text(*carried)
 }

@@ -334,6 +334,12 @@ func (w *Worker) runBatch(ctx context.Context, name string, part partition, limi
 	case cause == nil:
 		// Another transaction held these customers: wait for it.
 		return batch, w.processEach(ctx, name, batch.Leased, store.Event{}, nil)
+	case failed.ID == "" && store.IsRefusedValue(cause) && len(batch.Leased) > 0:
+		// PostgreSQL refused a value of the writes the batch held to its
+		// end: one event's, but not one it names. Alone, each event's own
+		// writes fail, as its attempt, or commit.
+		w.logger.Warn().Err(cause).Str("worker", name).Int("events", batch.Claimed).Msg("batch's writes refused; processing its events one at a time")
+		return batch, w.processEach(ctx, name, batch.Leased, store.Event{}, nil)
 	case failed.ID == "", errors.Is(cause, store.ErrUnavailable), batch.Claimed == 0:
 		// No event to blame, or the batch could not be leased again after
 		// it rolled back (ProcessDue then returns no batch): the store

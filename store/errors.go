@@ -31,6 +31,14 @@ var (
 	ErrBadURL = errors.New("invalid database URL")
 )
 
+// IsRefusedValue reports whether err is PostgreSQL's refusal of a value
+// that a statement wrote: a data exception or an integrity violation
+// (classes 22 and 23), which the same writes meet again on every retry.
+func IsRefusedValue(err error) bool {
+	var pqErr *pq.Error
+	return errors.As(err, &pqErr) && (pqErr.Code.Class() == "22" || pqErr.Code.Class() == "23")
+}
+
 // probeTimeout bounds the statement with which fnFailed asks a connection
 // whether it is alive; a live one answers in milliseconds.
 const probeTimeout = 5 * time.Second

@@ -103,9 +103,9 @@ func Parse(payload []byte) (Envelope, error) {
 	return env, nil
 }
 
-// maxCreated is the last second of year 9999, the latest time both engines
-// store.
-const maxCreated = 253402300799
+// MaxUnixTime is the last second of year 9999, the latest time both
+// engines store.
+const MaxUnixTime = 253402300799
 
 // maxIDLength bounds every identifier; Stripe's are far shorter.
 const maxIDLength = 255
@@ -116,7 +116,7 @@ const maxIDLength = 255
 // outside the years 1970 to 9999. Such an event could never be stored, so it
 // is answered 400 rather than 503 forever.
 func (e Envelope) validate(created int64) error {
-	if created <= 0 || created > maxCreated {
+	if created <= 0 || created > MaxUnixTime {
 		return fmt.Errorf("created %d is not a Unix time between 1970 and 9999", created)
 	}
 	for _, f := range []struct{ name, value string }{

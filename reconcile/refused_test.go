@@ -1,0 +1,119 @@
+package reconcile_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/orderhook/orderhook/internal/scenario"
+	"github.com/orderhook/orderhook/reconcile"
+	"github.com/orderhook/orderhook/store"
+	"github.com/orderhook/orderhook/store/storetest"
+)
+
+// withObject returns ev with its data.object's fields set as given.
+func withObject(t *testing.T, ev scenario.Event, fields map[string]any) scenario.Event {
+	t.Helper()
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(ev.Payload, &body))
+	obj := body["data"].(map[string]any)["object"].(map[string]any)
+	for k, v := range fields {
+		obj[k] = v
+	}
+	var err error
+	ev.Payload, err = json.Marshal(body)
+	require.NoError(t, err)
+	return ev
+}
+
+// runOnce runs one batch of a one-loop worker on db and returns how many
+// events it claimed.
+func runOnce(t *testing.T, db *store.DB, name string) int {
+	t.Helper()
+	w, err := reconcile.NewWorker(reconcile.Config{Workers: 1}, db, zerologNop())
+	require.NoError(t, err)
+	n, err := w.RunOnce(context.Background(), name)
+	require.NoError(t, err, "an event's failure is not the store's")
+	return n
+}
+
+// A value that PostgreSQL refuses in the writes a batch holds to its end
+// (here a check constraint the test adds) names no event: the batch's
+// events are applied one at a time, so the one whose value it is fails its
+// attempt and the others are applied, instead of the batch failing again
+// on every claim with no attempt counted.
+func TestARefusedValueFailsOnlyItsEvent(t *testing.T) {
+	t.Parallel()
+	db := storetest.Postgres(t)
+	s := scenario.Generate(scenario.Config{Customers: 2, Prefix: "refused"})
+	var created []scenario.Event
+	for _, ev := range s.Events {
+		if ev.Type == "customer.created" {
+			created = append(created, ev)
+		}
+	}
+	require.Len(t, created, 2)
+	for i, ev := range created {
+		insert(t, db, ev, time.Now().Add(time.Duration(i-2)*time.Second))
+	}
+	_, err := db.SQLX().Exec(`ALTER TABLE stripe_customers ADD CONSTRAINT not_the_first CHECK (id <> '` + created[0].CustomerID + `')`)
+	require.NoError(t, err)
+
+	require.Equal(t, 2, runOnce(t, db, "refused"))
+	require.Equal(t, []string{store.OutcomeFailed}, attemptOutcomes(t, db, created[0].ID))
+	require.Contains(t, event(t, db, created[0].ID).LastError, "not_the_first")
+	require.Equal(t, store.StatusApplied, event(t, db, created[1].ID).Status)
+}
+
+// An object that does not fit what the mirror reads, or a time no database
+// column holds, is dead at its first attempt, on both engines alike: a retry
+// reads the same bytes.
+func TestAnObjectTheMirrorCannotHoldIsDeadAtOnce(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		eventType string
+		fields    map[string]any
+		err       string
+	}{
+		"an amount as a string": {"invoice.paid", map[string]any{"amount_paid": "100"}, "amount_paid"},
+		"a period end in the year 318857": {"customer.subscription.created", map[string]any{"current_period_end": int64(10000000000000)},
+			"data.object.current_period_end 10000000000000 is not a Unix time between 1970 and 9999"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			storetest.Each(t, func(t *testing.T, db *store.DB) {
+				s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "unfit"})
+				insert(t, db, find(t, s, "customer.created"), time.Now().Add(-2*time.Second))
+				unfit := withObject(t, find(t, s, tc.eventType), tc.fields)
+				insert(t, db, unfit, time.Now().Add(-time.Second))
+
+				runOnce(t, db, "unfit")
+				ev := event(t, db, unfit.ID)
+				require.Equal(t, store.StatusDead, ev.Status)
+				require.Equal(t, 1, ev.Attempts)
+				require.Contains(t, ev.LastError, tc.err)
+			})
+		})
+	}
+}
+
+// PostgreSQL's text holds no NUL: the mirror writes U+FFFD in its place, on
+// both engines, instead of the customer never being written there.
+func TestAMirrorTextWithANULIsWritten(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := scenario.Generate(scenario.Config{Customers: 1, Prefix: "nul"})
+		created := withObject(t, find(t, s, "customer.created"), map[string]any{"name": "a\x00b"})
+		insert(t, db, created, time.Now().Add(-time.Second))
+
+		runOnce(t, db, "nul")
+		require.Equal(t, store.StatusApplied, event(t, db, created.ID).Status)
+		m, err := db.Mirror(context.Background())
+		require.NoError(t, err)
+		require.Len(t, m.Customers, 1)
+		require.Equal(t, "a\uFFFDb", m.Customers[0].Name)
+	})
+}
