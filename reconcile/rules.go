@@ -8,8 +8,10 @@ import (
 )
 
 // DefaultCustomerEvents are the event types that create the customer row
-// other events wait for.
-var DefaultCustomerEvents = []string{"customer.created", "customer.updated", "customer.subscription.created"}
+// other events wait for. customer.deleted is one: it carries the customer,
+// and a customer created before orderhook was deployed, then deleted, is
+// known only from it.
+var DefaultCustomerEvents = []string{"customer.created", "customer.updated", "customer.deleted", "customer.subscription.created"}
 
 // rules decide, for an event, whether orderhook handles it and what it waits
 // for. They are fixed when a Worker or Checker is built.

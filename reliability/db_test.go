@@ -217,7 +217,7 @@ func (d *database) mirror(t *testing.T) scenario.Want {
 
 // customerEvents are the event types that create a customer row
 // (reconcile.DefaultCustomerEvents, the default of --customer-events).
-var customerEvents = []string{"customer.created", "customer.updated", "customer.subscription.created"}
+var customerEvents = []string{"customer.created", "customer.updated", "customer.deleted", "customer.subscription.created"}
 
 // requireCustomerOrder checks, per customer, that the first event applied
 // was one that creates the customer: no invoice or subscription update was
