@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"testing"
@@ -56,6 +57,42 @@ func TestSQLiteFileRemovedOrReplacedWhileOpen(t *testing.T) {
 			require.ErrorIs(t, db.Ready(ctx), store.ErrUnavailable)
 		})
 	}
+}
+
+// The write-ahead log removed while serving holds the transactions not yet
+// copied into the file: the store stops acknowledging, and copies what the
+// log held, through its open handle, into the file, so that the events it
+// acknowledged before survive the process.
+func TestSQLiteWriteAheadLogRemovedWhileOpen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "orderhook.db")
+	db := openSQLite(t, path)
+	_, err := db.SQLX().Exec(`PRAGMA wal_checkpoint(FULL)`) // the migrations into the file
+	require.NoError(t, err)
+	_, err = db.InsertEvent(ctx, newEvent("evt_before", "cus_1", t0))
+	require.NoError(t, err)
+	require.Equal(t, 0, inFileAlone(t, path), "committed to the log only")
+
+	require.NoError(t, os.Remove(path+"-wal"))
+
+	_, err = db.InsertEvent(ctx, newEvent("evt_after", "cus_1", t0))
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	require.ErrorContains(t, err, "write-ahead log "+path+"-wal was removed while this process had it open; what it held is copied into "+path)
+	require.ErrorIs(t, db.Ready(ctx), store.ErrUnavailable)
+	require.Equal(t, 2, inFileAlone(t, path), "both in the file: the one acknowledged, and the one answered unavailable")
+}
+
+// inFileAlone counts the inbox rows of the SQLite file at path read as it is
+// on disk, without its write-ahead log (SQLite's immutable mode).
+func inFileAlone(t *testing.T, path string) int {
+	t.Helper()
+	ro, err := sql.Open("sqlite", "file:"+path+"?mode=ro&immutable=1")
+	require.NoError(t, err)
+	defer ro.Close()
+	var n int
+	require.NoError(t, ro.QueryRow(`SELECT count(*) FROM webhook_events`).Scan(&n))
+	return n
 }
 
 // "?", "#" and "%" are a URI's; in a SQLite path they name the file.

@@ -72,7 +72,11 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	}
 	if dialect == SQLite {
 		path, _ := SQLitePath(rawURL)
-		if db.file, err = openedFile(path); err != nil {
+		checkpoint := func() error {
+			_, err := sqldb.Exec(`PRAGMA wal_checkpoint(FULL)`)
+			return err
+		}
+		if db.file, err = openedFile(path, checkpoint); err != nil {
 			_ = sqldb.Close()
 			return nil, err
 		}
