@@ -102,6 +102,8 @@ func TestDeadReplayNamed(t *testing.T) {
 			{"dead", "replay", "", " ", "--yes"},
 			{"dead", "replay", "--all", "--type", "", "--yes"},
 			{"dead", "replay", "--all", "--customer", " ", "--yes"},
+			{"dead", "replay", "--all", "--type", " ", "--yes"}, // pflag quotes it: `[" "]`
+			{"dead", "replay", "--all", "--type", " , ", "--status", "dead", "--yes"},
 		} {
 			_, _, err := c.run("", args...)
 			requireExit(t, 2, err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +58,11 @@ func (f *filterFlags) register(fs *pflag.FlagSet, withStatus, withPage bool) {
 	}
 }
 
+// blank reports whether every one of values is empty or spaces.
+func blank(values []string) bool {
+	return !slices.ContainsFunc(values, func(v string) bool { return strings.TrimSpace(v) != "" })
+}
+
 // set reports whether any selecting flag was given.
 func (f *filterFlags) set() bool {
 	return len(f.statuses) > 0 || len(f.types) > 0 || f.customer != "" || f.since != "" || f.until != ""
@@ -66,9 +72,15 @@ func (f *filterFlags) set() bool {
 // and so is a selecting flag given blank ("$TYPE" unset): taken as no
 // filter, it would widen a bulk replay to every event.
 func (f *filterFlags) filter(now time.Time) (store.EventFilter, error) {
-	for _, name := range []string{"status", "type", "customer", "since", "until"} {
-		if fl := f.flags.Lookup(name); fl != nil && fl.Changed && strings.Trim(fl.Value.String(), "[], ") == "" {
-			return store.EventFilter{}, usagef("--%s is blank: give a value, or leave --%s out", name, name)
+	for _, fl := range []struct {
+		name   string
+		values []string
+	}{
+		{"status", f.statuses}, {"type", f.types}, {"customer", []string{f.customer}},
+		{"since", []string{f.since}}, {"until", []string{f.until}},
+	} {
+		if f.flags.Changed(fl.name) && blank(fl.values) {
+			return store.EventFilter{}, usagef("--%s is blank: give a value, or leave --%s out", fl.name, fl.name)
 		}
 	}
 	// Trimmed, as the admin API's are: no Stripe identifier holds a space.
