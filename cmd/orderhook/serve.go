@@ -287,7 +287,7 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 	ctx := cmd.Context()
 	// Tracing is configured by the environment: check it before anything
 	// is migrated or listened on.
-	tr, err := trace.New(ctx, a.getenv)
+	tr, err := trace.New(ctx, a.getenv, logger)
 	if err != nil {
 		return usageError{err}
 	}

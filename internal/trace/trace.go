@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -68,9 +70,12 @@ func Enabled(getenv func(string) string) bool {
 // exporter reads OTEL_EXPORTER_OTLP_* itself: endpoint, headers, timeout,
 // TLS), the sampler of OTEL_TRACES_SAMPLER and the resource of
 // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (service.name defaults to
-// orderhook). It returns an error when the exporter cannot be configured or
-// another protocol than http/protobuf is asked for.
-func New(ctx context.Context, getenv func(string) string) (*Tracing, error) {
+// orderhook). OpenTelemetry's own errors (an export that failed, an
+// unknown OTEL_TRACES_SAMPLER) are logged to logger, at warn, instead of
+// in plain text through the standard log package. It returns an error when
+// the exporter cannot be configured or another protocol than http/protobuf
+// is asked for.
+func New(ctx context.Context, getenv func(string) string, logger zerolog.Logger) (*Tracing, error) {
 	if !Enabled(getenv) {
 		return &Tracing{tracer: noop.NewTracerProvider().Tracer(instrumentation), propagator: propagation.TraceContext{},
 			shutdown: func(context.Context) error { return nil }}, nil
@@ -80,6 +85,9 @@ func New(ctx context.Context, getenv func(string) string) (*Tracing, error) {
 			return nil, fmt.Errorf("tracing: %s=%s: only http/protobuf is supported", v, p)
 		}
 	}
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		logger.Warn().Err(err).Str("component", "tracing").Msg("tracing failed")
+	}))
 	exp, err := otlptracehttp.New(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("tracing: create the OTLP exporter: %w", err)

@@ -3,6 +3,7 @@ package trace_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 	stripewebhook "github.com/stripe/stripe-go/v76/webhook"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -104,14 +106,14 @@ func TestTraceEnabledByOTELVariables(t *testing.T) {
 
 func TestTraceOffByDefault(t *testing.T) {
 	t.Parallel()
-	tr, err := trace.New(t.Context(), func(string) string { return "" })
+	tr, err := trace.New(t.Context(), func(string) string { return "" }, zerolog.Nop())
 	require.NoError(t, err)
 	require.False(t, tr.On())
 	require.NoError(t, tr.Shutdown(t.Context()))
 
 	_, err = trace.New(t.Context(), func(k string) string {
 		return map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}[k]
-	})
+	}, zerolog.Nop())
 	require.ErrorContains(t, err, "only http/protobuf")
 }
 
@@ -119,8 +121,23 @@ func TestTraceOnThroughOTELVariables(t *testing.T) {
 	t.Parallel()
 	tr, err := trace.New(t.Context(), func(k string) string {
 		return map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SERVICE_NAME": "orderhook-test"}[k]
-	})
+	}, zerolog.Nop())
 	require.NoError(t, err)
 	require.True(t, tr.On())
 	require.NoError(t, tr.Shutdown(t.Context()))
+}
+
+// OpenTelemetry's own errors are orderhook's log lines, JSON at warn, not
+// plain text on stderr through the standard log package. Not parallel: the
+// error handler is OpenTelemetry's global one.
+func TestTraceErrorsAreLogged(t *testing.T) {
+	var logs bytes.Buffer
+	tr, err := trace.New(t.Context(), func(k string) string {
+		return map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}[k]
+	}, zerolog.New(&logs))
+	require.NoError(t, err)
+	defer func() { _ = tr.Shutdown(t.Context()) }()
+
+	otel.Handle(errors.New("traces export: connection refused"))
+	require.JSONEq(t, `{"level":"warn","component":"tracing","error":"traces export: connection refused","message":"tracing failed"}`, logs.String())
 }
