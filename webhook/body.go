@@ -3,7 +3,11 @@ package webhook
 import (
 	"bytes"
 	"errors"
+	"io"
+	"net"
 	"net/http"
+	"os"
+	"syscall"
 )
 
 // maxPresize bounds what readBody allocates for a body before its bytes
@@ -22,21 +26,41 @@ func presize(contentLength int64) int {
 
 // readBody returns the raw body, byte-exact, reading at most the body limit.
 // Its memory grows with the bytes received, not with the Content-Length
-// claimed. It returns a payload-too-large problem past the limit (the server
-// then closes the connection) and a malformed-event problem when the body
-// cannot be read to its end, e.g. because the client went away.
+// claimed. When the body cannot be read to its end it returns the problem
+// unreadBody says.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(presize(r.ContentLength))
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.maxBody)); err != nil {
+		return nil, h.unreadBody(err)
+	}
+	return buf.Bytes(), nil
+}
+
+// unreadBody returns the problem of a body that err kept from being read to
+// its end: payload-too-large past the limit (the server then closes the
+// connection); body-timeout when it did not arrive within the server's
+// read timeout; client-closed-request when the connection ended first (the
+// client closed or reset it, or a stop closed it); unreadable-body when its
+// framing is broken. None of them is a malformed event: that is a whole,
+// signed body that is no Stripe event.
+func (h *Handler) unreadBody(err error) error {
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		return nil, h.tooLarge()
-	case err != nil:
-		return nil, problemf(kindMalformedEvent, err, "the body could not be read to its end: send the event again")
+		return h.tooLarge()
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return problemf(kindBodyTimeout, err, "the body did not arrive within the server's read timeout, and nothing was stored: send the event again")
+	case connectionEnded(err):
+		return problemf(kindAbandoned, err, "the connection ended before the body did, and nothing was stored: send the event again")
 	}
-	return buf.Bytes(), nil
+	return problemf(kindUnreadableBody, err, "the body could not be read to its end (its framing is broken; the cause is in the server log), and nothing was stored: send the event again")
+}
+
+// connectionEnded reports whether err is the end of a body's connection
+// before the body's end.
+func connectionEnded(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
 }
 
 // tooLarge is the problem of a body over the limit.

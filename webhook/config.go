@@ -53,10 +53,12 @@ type Config struct {
 	// Now is the clock for the signature tolerance and received_at; default
 	// time.Now.
 	Now func() time.Time
-	// Observe, when set, is called once per answered delivery with its
-	// outcome (accepted, duplicate, invalid_signature, stale_signature,
-	// malformed, too_large, dependency_missing, store_unavailable,
-	// method_not_allowed), HTTP status and duration: the hook for metrics.
+	// Observe, when set, is called once per delivery with its outcome
+	// (accepted, duplicate, invalid_signature, stale_signature, malformed,
+	// too_large, dependency_missing, store_unavailable, method_not_allowed,
+	// body_timeout, unreadable_body, or abandoned — with status 499 — when
+	// the client went away before its answer), HTTP status and duration: the
+	// hook for metrics.
 	// It runs in the request's goroutine, several at once, before the
 	// answer leaves: keep it safe for concurrent use and quick.
 	Observe func(outcome string, status int, d time.Duration)

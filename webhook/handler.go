@@ -90,11 +90,13 @@ type delivery struct {
 // ServeHTTP receives one delivery. It answers 200 {"status":"accepted"} or
 // {"status":"duplicate"} only after the event is committed; otherwise a
 // problem: 405 method-not-allowed, 413 payload-too-large, 400
-// invalid-signature, stale-signature or malformed-event, 409
-// dependency-missing (reject mode; the event is stored) or 503
-// store-unavailable with Retry-After. The signature timestamp must be within
-// the tolerance of now in the past and in the future alike: a timestamp too
-// far ahead is answered stale-signature too.
+// invalid-signature, stale-signature, malformed-event or unreadable-body,
+// 408 body-timeout, 409 dependency-missing (reject mode; the event is
+// stored) or 503 store-unavailable with Retry-After. A client that goes away
+// before its answer gets none; the delivery is logged and observed as
+// abandoned with nginx's 499. The signature timestamp must be within the
+// tolerance of now in the past and in the future alike: a timestamp too far
+// ahead is answered stale-signature too.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d := delivery{start: time.Now(), secretIndex: -1}
 	if err := h.receive(w, r, &d); err != nil {
@@ -131,11 +133,16 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request, d *delivery) e
 }
 
 // commit stores ev and, in reject mode, asks whether it has to wait. It
-// returns a store-unavailable problem when either fails and a
-// dependency-missing problem when the event waits.
+// returns a store-unavailable problem when either fails, a
+// client-closed-request problem when either gave up because the client went
+// away, and a dependency-missing problem when the event waits.
 func (h *Handler) commit(ctx context.Context, ev store.Event, d *delivery) error {
 	inserted, err := h.inbox.InsertEvent(ctx, ev)
-	if err != nil {
+	switch {
+	case clientLeft(ctx, err):
+		return problemf(kindAbandoned, err,
+			"event %s is not acknowledged: the client went away while it was being stored, and it may or may not be stored; a redelivery is stored once", ev.ID)
+	case err != nil:
 		return problemf(kindStoreUnavailable, err,
 			"event %s is not acknowledged: the store failed (%s), and it may or may not be stored; retry in a few seconds, a duplicate is stored once (Stripe retries by itself)", ev.ID, storeFailure(err))
 	}
@@ -145,6 +152,9 @@ func (h *Handler) commit(ctx context.Context, ev store.Event, d *delivery) error
 	}
 	dep, err := h.deps.MissingDependency(ctx, ev)
 	switch {
+	case clientLeft(ctx, err):
+		return problemf(kindAbandoned, err,
+			"event %s is stored, but the client went away before it could be told whether the event waits for a dependency", ev.ID)
 	case err != nil:
 		return problemf(kindStoreUnavailable, err,
 			"event %s is stored, but whether it waits for a dependency could not be checked: retry in a few seconds", ev.ID)
@@ -153,6 +163,14 @@ func (h *Handler) commit(ctx context.Context, ev store.Event, d *delivery) error
 			"event %s is stored and waits for %s, which has not arrived yet; it will be applied when %s arrives: retry later", ev.ID, dep, dep)
 	}
 	return nil
+}
+
+// clientLeft reports whether err is a store call giving up because the
+// request's client went away: net/http cancels the request's context when
+// its connection closes. A store failure of its own stays one, even when
+// the client has gone too.
+func clientLeft(ctx context.Context, err error) bool {
+	return errors.Is(err, context.Canceled) && errors.Is(ctx.Err(), context.Canceled)
 }
 
 // storeFailure says why the store failed without the driver's words, which

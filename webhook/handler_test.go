@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -270,22 +273,40 @@ func TestDeferModeNeverChecksDependencies(t *testing.T) {
 	require.Zero(t, deps.count())
 }
 
-// errReader fails like a connection that breaks mid-body.
-type errReader struct{}
+// errReader fails with err, like a connection that breaks mid-body.
+type errReader struct{ err error }
 
-func (errReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
+// A body that cannot be read to its end is never a malformed event: the
+// problem says why it ended.
 func TestBodyReadError(t *testing.T) {
 	t.Parallel()
-	inbox := &fakeInbox{}
-	b := setup(t, inbox, options{})
-	req := httptest.NewRequest(http.MethodPost, "/webhooks/stripe", errReader{})
-	req.Header.Set("Stripe-Signature", sign(nil, secret0, now))
-	rec := httptest.NewRecorder()
-	b.h.ServeHTTP(rec, req)
-	p := requireProblem(t, answer{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}, 400, "malformed-event")
-	require.Contains(t, p.Detail, "could not be read")
-	require.Zero(t, inbox.len())
+	for _, tc := range []struct {
+		name    string
+		err     error
+		status  int
+		problem string
+	}{
+		{"connection ended", io.ErrUnexpectedEOF, 499, "client-closed-request"},
+		{"connection reset", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, 499, "client-closed-request"},
+		{"connection closed by a stop", &net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}, 499, "client-closed-request"},
+		{"read timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, 408, "body-timeout"},
+		{"broken chunks", errors.New("invalid byte in chunk length"), 400, "unreadable-body"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			inbox := &fakeInbox{}
+			b := setup(t, inbox, options{})
+			req := httptest.NewRequest(http.MethodPost, "/webhooks/stripe", errReader{tc.err})
+			req.Header.Set("Stripe-Signature", sign(nil, secret0, now))
+			rec := httptest.NewRecorder()
+			b.h.ServeHTTP(rec, req)
+			p := requireProblem(t, answer{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}, tc.status, tc.problem)
+			require.Contains(t, p.Detail, "nothing was stored")
+			require.Zero(t, inbox.len())
+		})
+	}
 }
 
 // Every delivery is logged exactly once, with its outcome and what is known

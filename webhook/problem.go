@@ -54,7 +54,16 @@ const (
 	kindMalformedEvent
 	kindDependencyMissing
 	kindStoreUnavailable
+	kindAbandoned
+	kindBodyTimeout
+	kindUnreadableBody
 )
+
+// statusClientClosedRequest is nginx's status for a request whose client
+// went away before its answer: no answer reaches anyone, and the status is
+// for the log and the metrics, which keep it apart from the 5xx of a
+// failing store.
+const statusClientClosedRequest = 499
 
 // kindSpec is what a kind answers and logs.
 type kindSpec struct {
@@ -79,6 +88,12 @@ func (k kind) spec() kindSpec {
 		return kindSpec{"malformed-event", "Malformed event", http.StatusBadRequest, "malformed", zerolog.WarnLevel}
 	case kindDependencyMissing:
 		return kindSpec{"dependency-missing", "Dependency missing", http.StatusConflict, "dependency_missing", zerolog.InfoLevel}
+	case kindAbandoned:
+		return kindSpec{"client-closed-request", "Client closed the request", statusClientClosedRequest, "abandoned", zerolog.WarnLevel}
+	case kindBodyTimeout:
+		return kindSpec{"body-timeout", "Body not received in time", http.StatusRequestTimeout, "body_timeout", zerolog.WarnLevel}
+	case kindUnreadableBody:
+		return kindSpec{"unreadable-body", "Unreadable body", http.StatusBadRequest, "unreadable_body", zerolog.WarnLevel}
 	default:
 		return kindSpec{"store-unavailable", "Store unavailable", http.StatusServiceUnavailable, "store_unavailable", zerolog.ErrorLevel}
 	}

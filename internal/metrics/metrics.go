@@ -48,7 +48,8 @@ var DefaultEventTypes = []string{
 func knownOutcome(outcome string) bool {
 	switch outcome {
 	case "accepted", "duplicate", "invalid_signature", "stale_signature", "malformed",
-		"too_large", "dependency_missing", "store_unavailable", "method_not_allowed":
+		"too_large", "dependency_missing", "store_unavailable", "method_not_allowed",
+		"abandoned", "body_timeout", "unreadable_body":
 		return true
 	}
 	return false

@@ -151,6 +151,9 @@ func TestMetricsExposition(t *testing.T) {
 	require.NoError(t, err)
 	m.ObserveDelivery("accepted", http.StatusOK, time.Millisecond)
 	m.ObserveDelivery("something_new", http.StatusTeapot, time.Millisecond)
+	m.ObserveDelivery("abandoned", 499, time.Millisecond)
+	m.ObserveDelivery("body_timeout", http.StatusRequestTimeout, time.Millisecond)
+	m.ObserveDelivery("unreadable_body", http.StatusBadRequest, time.Millisecond)
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	require.Equal(t, http.StatusOK, rec.Code)
@@ -158,6 +161,9 @@ func TestMetricsExposition(t *testing.T) {
 	for _, want := range []string{
 		`orderhook_receiver_requests_total{code="200",outcome="accepted"} 1`,
 		`orderhook_receiver_requests_total{code="418",outcome="other"} 1`,
+		`orderhook_receiver_requests_total{code="499",outcome="abandoned"} 1`,
+		`orderhook_receiver_requests_total{code="408",outcome="body_timeout"} 1`,
+		`orderhook_receiver_requests_total{code="400",outcome="unreadable_body"} 1`,
 		`go_goroutines`,
 	} {
 		require.Contains(t, body, want)
