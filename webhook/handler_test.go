@@ -61,6 +61,7 @@ func TestSignature(t *testing.T) {
 		{name: "past, beyond the tolerance", header: good(secret0, now.Add(-tolerance-time.Second)), status: 400, problem: "stale-signature", detail: "5m1s in the past"},
 		{name: "future, within the tolerance", header: good(secret1, now.Add(tolerance)), status: 200, index: 1},
 		{name: "future, beyond the tolerance", header: good(secret0, now.Add(tolerance+time.Second)), status: 400, problem: "stale-signature", detail: "5m1s in the future"},
+		{name: "future, far beyond", header: good(secret0, time.Unix(999999999999999999, 0)), status: 400, problem: "stale-signature", detail: "is more than 100 years in the future"},
 		{name: "missing header", header: func([]byte) string { return "" }, status: 400, problem: "invalid-signature", detail: "no Stripe-Signature header"},
 		{name: "blank header", header: func([]byte) string { return " " }, status: 400, problem: "invalid-signature", detail: "malformed: it is empty"},
 		{name: "no t", header: func(p []byte) string { return v1(p, secret0) }, status: 400, problem: "invalid-signature", detail: "malformed: it has no t="},

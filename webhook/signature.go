@@ -139,16 +139,39 @@ func (h *Handler) verify(body []byte, sh signatureHeader) (int, error) {
 // checkTimestamp returns a stale-signature problem when t is further than the
 // tolerance from now, in the past or in the future.
 func (h *Handler) checkTimestamp(t time.Time) error {
-	age := h.now().Sub(t) // saturates for absurd timestamps
+	now := h.now()
 	switch {
-	case age > h.tolerance:
+	case now.Sub(t) > h.tolerance:
 		return problemf(kindStaleSignature, nil,
 			"the signature timestamp is %s in the past, beyond the tolerance of %s: resend the event (Stripe retries with a fresh signature) and check the clocks",
-			age.Round(time.Second), h.tolerance)
-	case age < -h.tolerance:
+			distance(now, t), h.tolerance)
+	case t.Sub(now) > h.tolerance:
 		return problemf(kindStaleSignature, nil,
 			"the signature timestamp is %s in the future, beyond the tolerance of %s: check the sender's and this server's clocks",
-			(-age).Round(time.Second), h.tolerance)
+			distance(t, now), h.tolerance)
 	}
 	return nil
+}
+
+// farDistance is the distance past which a detail says how far a
+// timestamp is no more precisely: a time.Duration saturates at about 292
+// years, and a t= that far off is no clock skew (milliseconds sent as
+// seconds, say).
+const (
+	farYears    = 100
+	farDistance = farYears * 365 * 24 * time.Hour
+)
+
+// distance says how much later than earlier later is, in whole seconds
+// rounded up, so that a distance beyond the tolerance never reads as the
+// tolerance itself; "more than 100 years" past farDistance.
+func distance(later, earlier time.Time) string {
+	d := later.Sub(earlier) // saturates, never wraps
+	if d > farDistance {
+		return fmt.Sprintf("more than %d years", farYears)
+	}
+	if whole := d.Truncate(time.Second); whole != d {
+		d = whole + time.Second
+	}
+	return d.String()
 }

@@ -99,3 +99,42 @@ func FuzzSignatureHeader(f *testing.F) {
 		require.False(t, strings.Contains(sh.canonical(), ",,"))
 	})
 }
+
+func TestCheckTimestampDetail(t *testing.T) {
+	t.Parallel()
+	const tolerance = 5 * time.Minute
+	second := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	late := second.Add(900 * time.Millisecond) // a clock between two seconds
+	for _, tc := range []struct {
+		name   string
+		now    time.Time
+		t      int64 // t=, Unix seconds
+		detail string
+	}{
+		{"future, a second beyond", second, second.Unix() + 301, "is 5m1s in the future, beyond the tolerance of 5m0s"},
+		{"future, less than a second beyond", late, second.Unix() + 301, "is 5m1s in the future, beyond the tolerance of 5m0s"},
+		{"future, at the tolerance", second, second.Unix() + 300, ""},
+		{"past, less than a second beyond", late, second.Unix() - 300, "is 5m1s in the past, beyond the tolerance of 5m0s"},
+		{"past, within", late, second.Unix() - 299, ""},
+		{"past, at the tolerance", second, second.Unix() - 300, ""},
+		{"the largest t=", late, 999999999999999999, "is more than 100 years in the future, beyond the tolerance of 5m0s"},
+		{"milliseconds", second, second.UnixMilli(), "is more than 100 years in the future"},
+		{"1970", second, 0, "is 492324h0m0s in the past"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := &Handler{tolerance: tolerance, now: func() time.Time { return tc.now }}
+			err := h.checkTimestamp(time.Unix(tc.t, 0))
+			if tc.detail == "" {
+				require.NoError(t, err)
+				return
+			}
+			var pe *problemError
+			require.ErrorAs(t, err, &pe)
+			require.Equal(t, kindStaleSignature, pe.kind)
+			require.Contains(t, pe.detail, tc.detail)
+			require.NotContains(t, pe.detail, "is 5m0s in", "a distance beyond the tolerance never reads as the tolerance")
+			require.NotContains(t, pe.detail, "-", "no negative distance")
+		})
+	}
+}
