@@ -49,6 +49,7 @@ func ExampleNewHandler() {
 	mux.Handle("POST /webhooks/stripe", h)
 	mux.Handle("GET /healthz", webhook.Healthz())
 	mux.Handle("GET /readyz", webhook.Readyz(db, zerolog.Nop()))
+	mux.Handle("/", webhook.NotFound()) // any other path: a 404 problem
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 

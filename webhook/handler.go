@@ -3,7 +3,8 @@
 // every configured secret, reads the event envelope of any API version, and
 // answers 2xx only once the event is committed to the inbox. Every other
 // answer is an RFC 7807 problem, decided and logged in one place. The package
-// also serves the health endpoints, Healthz and Readyz.
+// also serves the health endpoints, Healthz and Readyz, and the problem
+// answers of a server's other paths, NotFound and MethodNotAllowed.
 package webhook
 
 import (

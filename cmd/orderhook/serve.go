@@ -406,12 +406,15 @@ type observers struct {
 
 // newHTTPServer mounts the routes of the contract, behind the request log
 // that gives every request an id (and a span, when tracing is on), with
-// timeouts that keep a slow client from holding a connection forever.
+// timeouts that keep a slow client from holding a connection forever. A
+// path no route serves, or a method a route does not take, is answered a
+// problem like every other error, not net/http's text.
 func newHTTPServer(cfg serveConfig, wcfg reconcile.Config, db *store.DB, obs observers, logger zerolog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
-	mux.Handle("GET /healthz", webhook.Healthz())
-	mux.Handle("GET /readyz", webhook.Readyz(db, logger.With().Str("component", "http").Logger()))
-	mux.Handle("GET /metrics", obs.metrics.Handler())
+	mux.Handle("/", webhook.NotFound())
+	handleGet(mux, "/healthz", webhook.Healthz())
+	handleGet(mux, "/readyz", webhook.Readyz(db, logger.With().Str("component", "http").Logger()))
+	handleGet(mux, "/metrics", obs.metrics.Handler())
 	if cfg.adminToken != "" {
 		h, err := admin.NewHandler(admin.Config{Token: cfg.adminToken}, db, logger)
 		if err != nil {
@@ -452,6 +455,13 @@ func newHTTPServer(cfg serveConfig, wcfg reconcile.Config, db *store.DB, obs obs
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}, nil
+}
+
+// handleGet mounts h on GET (and HEAD) path, and a 405 problem on path's
+// other methods: the catch-all "/" would otherwise take them, as a 404.
+func handleGet(mux *http.ServeMux, path string, h http.Handler) {
+	mux.Handle(http.MethodGet+" "+path, h)
+	mux.Handle(path, webhook.MethodNotAllowed(http.MethodGet, http.MethodHead))
 }
 
 // printBanner tells a person where the endpoint is and, for a generated

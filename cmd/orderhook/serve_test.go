@@ -143,6 +143,73 @@ func TestServeRoutes(t *testing.T) {
 	require.Equal(t, 200, get(base(worker)+"/healthz", ""))
 }
 
+// A path no route serves (the endpoint with a trailing slash or capitals,
+// the admin API of a server without a token, the endpoint of a worker) and
+// a method a route does not take are answered problems, like every other
+// error; the routes answer as before.
+func TestServeUnknownRoutesAreProblems(t *testing.T) {
+	t.Parallel()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	do := func(method, url string) (*http.Response, []byte) {
+		req, err := http.NewRequest(method, url, nil)
+		require.NoError(t, err)
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp, body
+	}
+	requireProblem := func(method, url string, status int, name, allow string) {
+		t.Helper()
+		resp, body := do(method, url)
+		require.Equal(t, status, resp.StatusCode, "%s %s: %s", method, url, body)
+		require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"), "%s %s", method, url)
+		require.Equal(t, allow, resp.Header.Get("Allow"), "%s %s", method, url)
+		var p struct {
+			Type   string `json:"type"`
+			Status int    `json:"status"`
+			Detail string `json:"detail"`
+		}
+		require.NoError(t, json.Unmarshal(body, &p), string(body))
+		require.Equal(t, "urn:orderhook:problem:"+name, p.Type)
+		require.Equal(t, status, p.Status)
+		require.NotEmpty(t, p.Detail)
+	}
+
+	open := startServe(t, env(nil), "--db", storetest.SQLiteURL(t), "--secret", "whsec_routes", "--admin-token", "s3cret-token")
+	root := strings.TrimSuffix(open.url, "/webhooks/stripe")
+	requireProblem(http.MethodPost, root+"/webhooks/stripe/", 404, "not-found", "")
+	requireProblem(http.MethodPost, root+"/Webhooks/Stripe", 404, "not-found", "")
+	requireProblem(http.MethodGet, root+"/", 404, "not-found", "")
+	requireProblem(http.MethodGet, root+"/healthz/", 404, "not-found", "")
+	requireProblem(http.MethodPost, root+"/healthz", 405, "method-not-allowed", "GET, HEAD")
+	requireProblem(http.MethodPut, root+"/readyz", 405, "method-not-allowed", "GET, HEAD")
+	requireProblem(http.MethodDelete, root+"/metrics", 405, "method-not-allowed", "GET, HEAD")
+	requireProblem(http.MethodGet, open.url, 405, "method-not-allowed", "POST")
+
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, _ := do(http.MethodGet, root+path)
+		require.Equal(t, 200, resp.StatusCode, path)
+		require.Equal(t, "application/json", resp.Header.Get("Content-Type"), path)
+		resp, _ = do(http.MethodHead, root+path)
+		require.Equal(t, 200, resp.StatusCode, path)
+	}
+	resp, body := do(http.MethodGet, root+"/metrics")
+	require.Equal(t, 200, resp.StatusCode)
+	require.Contains(t, string(body), "orderhook_receiver_requests_total")
+	resp, _ = do(http.MethodGet, root+"/admin")
+	require.Equal(t, http.StatusTemporaryRedirect, resp.StatusCode, "the mux still redirects to the admin page")
+	require.Equal(t, "/admin/", resp.Header.Get("Location"))
+	resp, _ = do(http.MethodGet, root+"/admin/")
+	require.Equal(t, 200, resp.StatusCode)
+
+	worker := startServe(t, env(nil), "--db", storetest.SQLiteURL(t), "--secret", "whsec_routes", "--role", "worker")
+	root = strings.TrimRight(worker.url, "/")
+	requireProblem(http.MethodPost, root+"/webhooks/stripe", 404, "not-found", "")
+	requireProblem(http.MethodGet, root+"/admin/api/status", 404, "not-found", "")
+}
+
 func TestServeGeneratesAnEphemeralSecret(t *testing.T) {
 	t.Parallel()
 	srv := startServe(t, env(nil), "--db", storetest.SQLiteURL(t))
