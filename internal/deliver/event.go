@@ -105,7 +105,9 @@ func idSpans(body []byte) ([]span, error) {
 }
 
 // Load reads the events at paths, in order. A file is read whatever its name;
-// a directory contributes every *.json file below it, sorted by path. Every
+// a directory contributes every *.json file below it, sorted by path,
+// symbolic links to files included (named by the link), while the links to
+// directories below it are not followed, so that no cycle can form. Every
 // file must be a Stripe event: the error names the first that is not and
 // wraps stripeevent.ErrMalformed, or the fs error (fs.ErrNotExist, …) of a
 // path that cannot be read. It returns an error wrapping ErrNoEvents when
@@ -132,7 +134,7 @@ func Load(paths ...string) ([]Event, error) {
 }
 
 // expand returns p itself for a file, and the sorted *.json files below p for
-// a directory.
+// a directory, as Load says.
 func expand(p string) ([]string, error) {
 	info, err := os.Stat(p)
 	if err != nil {
@@ -143,13 +145,14 @@ func expand(p string) ([]string, error) {
 	}
 	var files []string
 	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
+		if err != nil || !strings.EqualFold(filepath.Ext(path), ".json") {
 			return err
 		}
-		if d.Type().IsRegular() && strings.EqualFold(filepath.Ext(path), ".json") {
+		ok, err := isFile(path, d)
+		if ok {
 			files = append(files, path)
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", p, err)
@@ -159,6 +162,19 @@ func expand(p string) ([]string, error) {
 	}
 	slices.Sort(files)
 	return files, nil
+}
+
+// isFile reports whether the entry d at path is a regular file or a
+// symbolic link to one. It returns the error of a link that leads nowhere.
+func isFile(path string, d fs.DirEntry) (bool, error) {
+	if d.Type()&fs.ModeSymlink == 0 {
+		return d.Type().IsRegular(), nil
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return false, err
+	}
+	return info.Mode().IsRegular(), nil
 }
 
 func loadFile(path string) (Event, error) {

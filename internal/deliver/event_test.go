@@ -40,6 +40,42 @@ func TestLoadDirectoryIsRecursiveAndSorted(t *testing.T) {
 	require.Equal(t, testEvents[0], string(events[0].Body))
 }
 
+// A directory's symbolic links to files are sent, named by the link,
+// wherever their targets are and whatever their targets' names; its links
+// to directories are not followed, so that a loop ends.
+func TestLoadDirectoryFollowsSymlinkedFiles(t *testing.T) {
+	t.Parallel()
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	write := func(path, body string) {
+		require.NoError(t, os.WriteFile(path, []byte(body), 0o600))
+	}
+	link := func(target, name string) string {
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.Symlink(target, path))
+		return path
+	}
+	write(filepath.Join(dir, "a.json"), testEvents[0])
+	write(filepath.Join(elsewhere, "b.json"), testEvents[1])
+	write(filepath.Join(elsewhere, "event.txt"), testEvents[2])
+	relative, err := filepath.Rel(dir, filepath.Join(elsewhere, "b.json"))
+	require.NoError(t, err)
+	b := link(relative, "b.json")
+	c := link(filepath.Join(elsewhere, "event.txt"), "c.json")
+	link(elsewhere, "elsewhere")
+	link(dir, "loop")
+	link(elsewhere, "dir.json")
+
+	events, err := deliver.Load(dir)
+
+	require.NoError(t, err)
+	var names, bodies []string
+	for _, ev := range events {
+		names, bodies = append(names, ev.Name), append(bodies, string(ev.Body))
+	}
+	require.Equal(t, []string{filepath.Join(dir, "a.json"), b, c}, names)
+	require.Equal(t, testEvents[:3], bodies)
+}
+
 func TestLoadKeepsArgumentOrder(t *testing.T) {
 	t.Parallel()
 	dir := writeEvents(t)
@@ -60,17 +96,20 @@ func TestLoadErrors(t *testing.T) {
 	require.NoError(t, os.WriteFile(bad, []byte(`{"object":"event","id":"evt_1"}`), 0o600))
 	empty := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(empty, "README.md"), []byte("x"), 0o600))
+	dangling := t.TempDir()
+	require.NoError(t, os.Symlink(filepath.Join(dangling, "gone.json"), filepath.Join(dangling, "link.json")))
 
 	tests := map[string]struct {
 		paths []string
 		is    error
 		names string
 	}{
-		"no paths":     {nil, deliver.ErrNoEvents, ""},
-		"missing file": {[]string{filepath.Join(dir, "missing.json")}, fs.ErrNotExist, "missing.json"},
-		"malformed":    {[]string{bad}, stripeevent.ErrMalformed, bad},
-		"in directory": {[]string{dir}, stripeevent.ErrMalformed, bad},
-		"no json":      {[]string{empty}, deliver.ErrNoEvents, empty},
+		"no paths":      {nil, deliver.ErrNoEvents, ""},
+		"missing file":  {[]string{filepath.Join(dir, "missing.json")}, fs.ErrNotExist, "missing.json"},
+		"malformed":     {[]string{bad}, stripeevent.ErrMalformed, bad},
+		"in directory":  {[]string{dir}, stripeevent.ErrMalformed, bad},
+		"no json":       {[]string{empty}, deliver.ErrNoEvents, empty},
+		"dangling link": {[]string{dangling}, fs.ErrNotExist, filepath.Join(dangling, "link.json")},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
