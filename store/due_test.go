@@ -342,6 +342,26 @@ func TestProcessDueLocksCustomersPerSchema(t *testing.T) {
 	require.Empty(t, batch.Leased)
 }
 
+// In the public schema a customer's lock is the key earlier builds took,
+// 'orderhook:customer:…': during a rolling upgrade, a replica of an earlier
+// build applying a customer holds it for this one too.
+func TestProcessDueInThePublicSchemaTakesTheEarlierBuildsKeys(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, storetest.PostgresDatabaseURL(t)) // its public schema
+	ctx := context.Background()
+	insertAll(t, db, newEvent("evt_up1", "cus_up", t0))
+	earlier, err := db.SQLX().BeginTxx(ctx, nil)
+	require.NoError(t, err)
+	defer func() { _ = earlier.Rollback() }()
+	_, err = earlier.Exec(`SELECT pg_advisory_xact_lock(hashtextextended('orderhook:customer:cus_up', 0))`)
+	require.NoError(t, err)
+
+	batch, err := db.ProcessDue(ctx, store.ClaimParams{Worker: "w", Limit: 16, Now: t0.Add(time.Second), Lease: time.Minute}, markApplied)
+	require.NoError(t, err)
+	require.Empty(t, batch.Processed)
+	require.Equal(t, []string{"evt_up1"}, ids(batch.Leased), "its customer held by the earlier build's replica")
+}
+
 // A batch does not wait for a customer another transaction is processing: it
 // leases that customer's events to the worker and processes the rest.
 func TestProcessDueLeasesBusyCustomers(t *testing.T) {

@@ -210,9 +210,11 @@ const serializationKeySQL = `CASE WHEN customer_id <> '' THEN 'customer:' || cus
 // serialization key that the SQL expression key gives. Advisory locks are
 // the database's, not a schema's: the key names the schema, so that
 // deployments in separate schemas of one database never hold or wait for
-// each other's customers.
+// each other's customers. In the public schema it names none, as before
+// schemas were named: replicas of an earlier build and of this one, side by
+// side during a rolling upgrade, still serialize on the same keys.
 func lockKeySQL(key string) string {
-	return `hashtextextended('orderhook:' || current_schema() || ':' || ` + key + `, 0)`
+	return `hashtextextended('orderhook:' || CASE current_schema() WHEN 'public' THEN '' ELSE current_schema() || ':' END || ` + key + `, 0)`
 }
 
 // lockKeys waits for the transaction-scoped advisory locks of events' keys
