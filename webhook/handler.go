@@ -242,7 +242,10 @@ func (h *Handler) log(r *http.Request, level zerolog.Level, d delivery, outcome 
 		loggedByHandler(r.Context())
 	}
 	if d.env.ID != "" {
-		e = e.Str("event_id", d.env.ID).Str("type", d.env.Type)
+		e = e.Str("event_id", d.env.ID)
+	}
+	if d.env.Type != "" {
+		e = e.Str("type", d.env.Type)
 	}
 	if d.env.CustomerID != "" {
 		e = e.Str("customer_id", d.env.CustomerID)

@@ -159,12 +159,13 @@ func TestMethodNotAllowed(t *testing.T) {
 
 func TestMalformedEvent(t *testing.T) {
 	t.Parallel()
-	for name, tc := range map[string]struct{ body, detail string }{
-		"not JSON":         {`{"id": "evt_1", "type": `, "invalid JSON"},
-		"an array":         {`[{"id": "evt_1"}]`, "not an object"},
-		"no id":            {`{"object":"event","type":"invoice.paid","created":1,"data":{"object":{}}}`, "no id"},
-		"not an event":     {`{"id":"cus_1","object":"customer","type":"x","created":1,"data":{"object":{}}}`, `not "event"`},
-		"object not an {}": {`{"id":"evt_1","type":"x","created":1,"data":{"object":"in_1"}}`, "data.object is not an object"},
+	for name, tc := range map[string]struct{ body, detail, eventID string }{
+		"not JSON":         {`{"id": "evt_1", "type": `, "invalid JSON", ""},
+		"an array":         {`[{"id": "evt_1"}]`, "not an object", ""},
+		"no id":            {`{"object":"event","type":"invoice.paid","created":1,"data":{"object":{}}}`, "no id", ""},
+		"no type":          {`{"id":"evt_1","created":1,"data":{"object":{}}}`, "no type", "evt_1"},
+		"not an event":     {`{"id":"cus_1","object":"customer","type":"x","created":1,"data":{"object":{}}}`, `not "event"`, "cus_1"},
+		"object not an {}": {`{"id":"evt_1","type":"x","created":1,"data":{"object":"in_1"}}`, "data.object is not an object", ""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -174,6 +175,7 @@ func TestMalformedEvent(t *testing.T) {
 			p := requireProblem(t, a, 400, "malformed-event")
 			require.Contains(t, p.Detail, tc.detail)
 			require.NotContains(t, p.Detail, tc.body, "the body is never echoed")
+			require.Equal(t, tc.eventID, p.EventID, "named when its id is readable")
 			require.Zero(t, inbox.len())
 		})
 	}

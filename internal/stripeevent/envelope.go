@@ -66,6 +66,8 @@ type objectHead struct {
 // Parse reads the envelope of a Stripe event. It returns an error wrapping
 // ErrMalformed when payload is not UTF-8 JSON, not an event object, or lacks
 // the id, type, created time or data.object that every Stripe event has.
+// With the error, the envelope is zero but for its ID when the body is a
+// JSON object with a plain one: the caller can name the event it refuses.
 func Parse(payload []byte) (Envelope, error) {
 	// JSON is UTF-8 (RFC 8259). Checked first to say so in words: a decoder
 	// that replaced invalid bytes with U+FFFD would make two ids differing
@@ -79,7 +81,7 @@ func Parse(payload []byte) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("%w: %s", ErrMalformed, jsonProblem(err))
 	}
 	if err := w.validate(); err != nil {
-		return Envelope{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return named(w.ID), fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	head := *w.Data.Object
 	env := Envelope{
@@ -98,9 +100,18 @@ func Parse(payload []byte) (Envelope, error) {
 		env.CustomerID = head.ID
 	}
 	if err := env.validate(*w.Created); err != nil {
-		return Envelope{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return named(w.ID), fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return env, nil
+}
+
+// named returns the envelope of a malformed event whose id is id: its ID
+// alone when the id is one Parse would accept, else nothing.
+func named(id string) Envelope {
+	if id == "" || len(id) > maxIDLength || !plain(id) {
+		return Envelope{}
+	}
+	return Envelope{ID: id}
 }
 
 // MaxUnixTime is the last second of year 9999, the latest time both

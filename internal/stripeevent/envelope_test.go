@@ -121,8 +121,27 @@ func TestParseRejectsWhatIsNotAnEvent(t *testing.T) {
 		"invalid UTF-8 in id":       "{\"id\":\"evt_\xff\xfe\",\"type\":\"x.y\",\"created\":1,\"data\":{\"object\":{}}}",
 		"invalid UTF-8 in metadata": "{\"id\":\"evt_1\",\"type\":\"x.y\",\"created\":1,\"data\":{\"object\":{\"metadata\":{\"k\":\"\xc3\"}}}}",
 	} {
-		_, err := stripeevent.Parse([]byte(body))
+		env, err := stripeevent.Parse([]byte(body))
 		require.ErrorIs(t, err, stripeevent.ErrMalformed, name)
+		require.Equal(t, stripeevent.Envelope{ID: env.ID}, env, "%s: the id alone, if any", name)
+	}
+}
+
+// A malformed event whose id Parse would accept is named with its error,
+// so that the answer and the log say which event was refused.
+func TestParseNamesAMalformedEvent(t *testing.T) {
+	t.Parallel()
+	for body, want := range map[string]string{
+		`{"id":"evt_1","created":1,"data":{"object":{}}}`:                          "evt_1",
+		`{"id":"evt_1","type":"x.y","created":-5,"data":{"object":{}}}`:            "evt_1",
+		`{"id":"evt_1","type":"x.y","created":1,"data":{"object":{"id":" in_1"}}}`: "evt_1",
+		`{"id":"evt_1 ","type":"x.y","created":1,"data":{"object":{}}}`:            "",
+		`{"id":"evt_1","type":"x.y","created":1,"data":{"object":{"customer":5}}}`: "",
+		`{"id":"evt_1",`: "",
+	} {
+		env, err := stripeevent.Parse([]byte(body))
+		require.ErrorIs(t, err, stripeevent.ErrMalformed, body)
+		require.Equal(t, want, env.ID, body)
 	}
 }
 
