@@ -99,6 +99,17 @@ func TestOpenRejectsUnknownURLs(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrBadURL, "url %q", u)
 		require.Regexp(t, `sqlite:|postgres://USER@HOST`, err.Error(), "url %q", u)
 	}
+	// Parameters the driver cannot take are the URL's fault too, found
+	// before anything is connected.
+	for param, says := range map[string]string{
+		"sslmode=bogus":           `wrong value for "sslmode"`,
+		"connect_timeout=abc":     `wrong value for "connect_timeout"`,
+		"binary_parameters=maybe": `wrong value for "binary_parameters"`,
+	} {
+		_, err := store.Open(context.Background(), "postgres://postgres@127.0.0.1:1/db?"+param)
+		require.ErrorIs(t, err, store.ErrBadURL, param)
+		require.ErrorContains(t, err, says, param)
+	}
 }
 
 func TestRedact(t *testing.T) {

@@ -54,7 +54,8 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	}
 	sqldb, connector, err := openPool(dialect, dsn)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", Redact(rawURL), err)
+		// Only the URL's parameters can fail it: nothing is connected yet.
+		return nil, fmt.Errorf("%w: %s: %w", ErrBadURL, Redact(rawURL), err)
 	}
 	if dialect == SQLite {
 		// One writer at a time is SQLite's model; one connection makes it
