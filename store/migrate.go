@@ -104,8 +104,14 @@ func firstPending(ctx context.Context, p *goose.Provider) string {
 		return "some"
 	}
 	for i, s := range statuses {
-		if s.State != goose.StateApplied {
-			return fmt.Sprintf("%s and %d after it", s.Source.Path, len(statuses)-i-1)
+		if s.State == goose.StateApplied {
+			continue
+		}
+		switch after := len(statuses) - i - 1; after {
+		case 0:
+			return s.Source.Path
+		default:
+			return fmt.Sprintf("%s and %d after it", s.Source.Path, after)
 		}
 	}
 	return "some"

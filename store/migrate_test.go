@@ -92,6 +92,17 @@ func TestMigrateNamesAMissingSchema(t *testing.T) {
 	}
 }
 
+// The last migration alone pending is named alone, not "and 0 after it".
+func TestReadyNamesTheLastPendingMigrationAlone(t *testing.T) {
+	t.Parallel()
+	db := storetest.SQLite(t)
+	_, err := db.SQLX().Exec(`DELETE FROM orderhook_migrations WHERE version_id = (SELECT max(version_id) FROM orderhook_migrations)`)
+	require.NoError(t, err)
+	err = db.Ready(context.Background())
+	require.ErrorIs(t, err, store.ErrMigrationsPending)
+	require.Regexp(t, `: 0000\d_\w+\.sql: run orderhook migrate$`, err.Error())
+}
+
 func TestOpenRejectsUnknownURLs(t *testing.T) {
 	t.Parallel()
 	for _, u := range []string{"", "mysql://root@localhost/db", "sqlite:", "orderhook.db", "postgres://", "postgresql:///"} {

@@ -64,7 +64,7 @@ func TestReadyz(t *testing.T) {
 		cause  string
 	}{
 		{"unreachable", readiness{err: fmt.Errorf("ping: %w: dial tcp 10.0.0.1:5432: connect: connection refused", store.ErrUnavailable)}, "the database cannot be reached", "10.0.0.1:5432: connect: connection refused"},
-		{"not migrated", readiness{err: fmt.Errorf("%w: 00009_example.sql and 0 after it: run orderhook migrate", store.ErrMigrationsPending)}, "00009_example.sql and 0 after it: run orderhook migrate", "migrations pending"},
+		{"not migrated", readiness{err: fmt.Errorf("%w: 00009_example.sql: run orderhook migrate", store.ErrMigrationsPending)}, "00009_example.sql: run orderhook migrate", "migrations pending"},
 		{"refused", readiness{err: &pq.Error{Severity: "FATAL", Code: "28P01", Message: `password authentication failed for user "orderhook"`}}, "the server's log has the cause", "password authentication failed"},
 		{"hung", readiness{block: true}, "did not answer within 2s", "context deadline exceeded"},
 	} {
