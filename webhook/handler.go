@@ -191,9 +191,9 @@ type accepted struct {
 
 // succeed answers 200 for a committed event and logs it.
 func (h *Handler) succeed(w http.ResponseWriter, r *http.Request, d delivery) {
-	outcome := "accepted"
+	outcome := OutcomeAccepted
 	if !d.inserted {
-		outcome = "duplicate"
+		outcome = OutcomeDuplicate
 	}
 	writeJSON(w, http.StatusOK, accepted{Status: outcome, EventID: d.env.ID})
 	h.log(r, zerolog.InfoLevel, d, outcome, http.StatusOK, nil)

@@ -57,7 +57,26 @@ const (
 	kindAbandoned
 	kindBodyTimeout
 	kindUnreadableBody
+	kindEnd // after the last kind
 )
+
+// Outcomes of a delivery that the handler logs and passes to
+// Config.Observe when it answers 200.
+const (
+	OutcomeAccepted  = "accepted"
+	OutcomeDuplicate = "duplicate"
+)
+
+// Outcomes lists every outcome a delivery is logged and observed with:
+// OutcomeAccepted, OutcomeDuplicate and one per problem the handler
+// answers (malformed, store_unavailable, …).
+func Outcomes() []string {
+	out := []string{OutcomeAccepted, OutcomeDuplicate}
+	for k := kindMethodNotAllowed; k < kindEnd; k++ {
+		out = append(out, k.spec().outcome)
+	}
+	return out
+}
 
 // statusClientClosedRequest is nginx's status for a request whose client
 // went away before its answer: no answer reaches anyone, and the status is

@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -25,4 +26,14 @@ func TestNotFoundAndMethodNotAllowed(t *testing.T) {
 	p = requireProblem(t, a, 405, "method-not-allowed")
 	require.Equal(t, "GET, HEAD", a.header.Get("Allow"))
 	require.Contains(t, p.Detail, "POST is not accepted here")
+}
+
+// Outcomes names each delivery's outcome once: the metrics label them all.
+func TestOutcomesAreDistinct(t *testing.T) {
+	t.Parallel()
+	outcomes := webhook.Outcomes()
+	require.Contains(t, outcomes, "store_unavailable")
+	require.Contains(t, outcomes, "abandoned")
+	slices.Sort(outcomes)
+	require.Equal(t, len(outcomes), len(slices.Compact(slices.Clone(outcomes))), "%v", outcomes)
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/orderhook/orderhook/reconcile"
 	"github.com/orderhook/orderhook/store"
+	"github.com/orderhook/orderhook/webhook"
 )
 
 // namespace prefixes every metric of orderhook.
@@ -43,17 +44,15 @@ var DefaultEventTypes = []string{
 	"invoice.deleted", "invoice.upcoming",
 }
 
-// knownOutcome reports whether a receiver outcome gets a label of its own;
-// any other outcome is counted as "other".
-func knownOutcome(outcome string) bool {
-	switch outcome {
-	case "accepted", "duplicate", "invalid_signature", "stale_signature", "malformed",
-		"too_large", "dependency_missing", "store_unavailable", "method_not_allowed",
-		"abandoned", "body_timeout", "unreadable_body":
-		return true
+// knownOutcomes are the receiver outcomes that get a label of their own
+// (webhook.Outcomes); any other outcome is counted as "other".
+var knownOutcomes = func() map[string]bool {
+	known := make(map[string]bool)
+	for _, o := range webhook.Outcomes() {
+		known[o] = true
 	}
-	return false
-}
+	return known
+}()
 
 // Config configures Metrics. Zero values take the documented defaults.
 type Config struct {
@@ -183,7 +182,7 @@ func (m *Metrics) eventType(t string) string {
 // ObserveDelivery records one answered webhook delivery; it has the shape of
 // webhook.Config.Observe.
 func (m *Metrics) ObserveDelivery(outcome string, status int, d time.Duration) {
-	if !knownOutcome(outcome) {
+	if !knownOutcomes[outcome] {
 		outcome = "other"
 	}
 	m.requests.WithLabelValues(strconv.Itoa(status), outcome).Inc()

@@ -145,6 +145,22 @@ func TestMetricsScriptedDeliveries(t *testing.T) {
 	})
 }
 
+// Every outcome the receiver logs has a label of its own: none is "other".
+func TestMetricsLabelEveryReceiverOutcome(t *testing.T) {
+	t.Parallel()
+	m, err := metrics.New(metrics.Config{}, nil, zerolog.Nop())
+	require.NoError(t, err)
+	for _, o := range webhook.Outcomes() {
+		m.ObserveDelivery(o, http.StatusOK, time.Millisecond)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	require.NotContains(t, rec.Body.String(), `outcome="other"`)
+	for _, o := range webhook.Outcomes() {
+		require.Contains(t, rec.Body.String(), `outcome="`+o+`"`)
+	}
+}
+
 func TestMetricsExposition(t *testing.T) {
 	t.Parallel()
 	m, err := metrics.New(metrics.Config{}, nil, zerolog.Nop())
