@@ -1,8 +1,11 @@
-// orderhook admin page: read-only views over /admin/api/. Every value is
-// inserted as text, never as HTML.
+// orderhook admin page: views over /admin/api/, and the replay and discard
+// of selected dead events. Every value is inserted as text, never as HTML.
 "use strict";
 
 const api = "/admin/api/";
+
+// The dead events selected for an action; kept across refreshes.
+const selected = new Set();
 
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -26,7 +29,15 @@ function fill(table, header, rows) {
   }
   rows.forEach((cells) => {
     const tr = el("tr");
-    cells.forEach((c) => tr.append(typeof c === "object" ? el("td", c.text, c.cls) : el("td", c)));
+    cells.forEach((c) => {
+      if (c instanceof Node) {
+        const td = el("td");
+        td.append(c);
+        tr.append(td);
+      } else {
+        tr.append(typeof c === "object" ? el("td", c.text, c.cls) : el("td", c));
+      }
+    });
     table.append(tr);
   });
 }
@@ -40,7 +51,17 @@ function age(from, now) {
 }
 
 async function get(path) {
-  const res = await fetch(api + path, { headers: { Authorization: "Bearer " + sessionStorage.getItem("orderhook-token") } });
+  return call("GET", path);
+}
+
+async function call(method, path, payload) {
+  const headers = { Authorization: "Bearer " + sessionStorage.getItem("orderhook-token") };
+  const init = { method, headers };
+  if (payload !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(payload);
+  }
+  const res = await fetch(api + path, init);
   const body = await res.json();
   if (res.status === 401) {
     sessionStorage.removeItem("orderhook-token");
@@ -48,6 +69,17 @@ async function get(path) {
   }
   if (!res.ok) throw new Error(body.title + ": " + body.detail);
   return body;
+}
+
+// checkbox selects a dead event for an action.
+function checkbox(id) {
+  const box = el("input");
+  box.type = "checkbox";
+  box.value = id;
+  box.checked = selected.has(id);
+  box.setAttribute("aria-label", "select " + id);
+  box.addEventListener("change", () => (box.checked ? selected.add(id) : selected.delete(id)));
+  return box;
 }
 
 function eventRows(events) {
@@ -73,13 +105,55 @@ async function refresh() {
     fill(document.getElementById("secrets"), ["secret", "events", "last received"],
       s.secrets_24h.map((u) => ["#" + u.index, { text: u.events, cls: "num" }, age(u.last_received_at, s.now) + " ago"]));
     const header = ["event", "type", "customer", "status", "attempts", "received", "waiting for / last error"];
-    fill(document.getElementById("dead"), header, eventRows(dead.events));
+    const ids = new Set(dead.events.map((e) => e.event_id));
+    selected.forEach((id) => { if (!ids.has(id)) selected.delete(id); });
+    fill(document.getElementById("dead"), [""].concat(header),
+      eventRows(dead.events).map((cells, i) => [checkbox(dead.events[i].event_id)].concat(cells)));
     fill(document.getElementById("recent"), header, eventRows(recent.events));
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {
     if (e.message === "unauthorized") return start();
     error.textContent = e.message;
     error.hidden = false;
+  }
+}
+
+// refusals says which named events an action left alone, and why.
+function refusals(refused) {
+  return (refused || []).map((r) => " · " + r.event_id + " not changed: " + r.reason).join("");
+}
+
+// act runs the action of the button that submitted the form on the
+// selected dead events, and says what it did.
+async function act(action) {
+  const result = document.getElementById("result");
+  const ids = Array.from(selected);
+  const reason = document.getElementById("reason").value.trim();
+  if (ids.length === 0) {
+    result.textContent = "Select dead events first.";
+    return;
+  }
+  if (reason === "") {
+    result.textContent = "Give a reason: it is kept in each event's history.";
+    return;
+  }
+  const verb = action === "discard" ? "Discard" : "Replay";
+  if (action !== "dry-run" && !confirm(verb + " " + ids.length + " dead event(s)? " + ids.join(", "))) return;
+  try {
+    let text;
+    if (action === "discard") {
+      const r = await call("POST", "dead/discard", { ids, reason });
+      text = "discarded " + r.discarded.length + refusals(r.refused);
+    } else {
+      const r = await call("POST", "dead/replay", { ids, reason, dry_run: action === "dry-run" });
+      text = (r.dry_run ? "dry run: would replay " + r.eligible : "replayed " + r.replayed) + " of " + ids.length + refusals(r.refused);
+    }
+    result.textContent = text;
+    if (action !== "dry-run") selected.clear();
+    refresh();
+  } catch (e) {
+    if (e.message === "unauthorized") return start();
+    result.textContent = e.message;
   }
 }
 
@@ -101,6 +175,10 @@ document.addEventListener("DOMContentLoaded", () => {
     ev.preventDefault();
     sessionStorage.setItem("orderhook-token", document.getElementById("token").value);
     start();
+  });
+  document.getElementById("act").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    act(ev.submitter.dataset.action);
   });
   setInterval(() => { if (sessionStorage.getItem("orderhook-token")) refresh(); }, 10000);
   start();
