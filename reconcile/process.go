@@ -38,7 +38,7 @@ func (w *Worker) processBatch(ctx context.Context, name string, part partition, 
 		Partition: part.index, Partitions: part.count,
 	}, func(ctx context.Context, tx *store.Tx) error {
 		tr, released, err := w.apply(ctx, tx, start)
-		if err != nil && !errors.Is(err, store.ErrUnavailable) {
+		if err != nil && !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, errHeldWrites) {
 			failed, failure = tx.Event(), err
 		}
 		runs[tx.Event().ID] = append(runs[tx.Event().ID], outcome{tr, released})
@@ -175,9 +175,11 @@ func (w *Worker) write(ctx context.Context, tx *store.Tx, ev store.Event, builti
 		}
 	}
 	if handler != nil {
-		// The handler may read the mirror as applied so far.
+		// The handler may read the mirror as applied so far. The writes
+		// flushed are the batch's held so far, other events' among them:
+		// a value refused there is none of this event's doing.
 		if err := tx.Flush(ctx); err != nil {
-			return "", err
+			return "", fmt.Errorf("%w: %w", errHeldWrites, err)
 		}
 		if err := handler(ctx, tx.SQLX(), handlerEvent(ev)); err != nil {
 			return "", fmt.Errorf("handler for %s: %w", ev.Type, err)
@@ -195,6 +197,11 @@ func (w *Worker) write(ctx context.Context, tx *store.Tx, ev store.Event, builti
 	}
 	return note, nil
 }
+
+// errHeldWrites wraps the failure of the writes a batch held back, flushed
+// before an event's handler: they are the events' before it, and the
+// failure names none of them.
+var errHeldWrites = errors.New("the batch's held writes failed")
 
 // fail records a failed attempt: retried with backoff, or dead after
 // MaxAttempts, or at once when cause wraps ErrPermanent.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/stretchr/testify/require"
 
 	"github.com/orderhook/orderhook/internal/scenario"
@@ -29,11 +30,15 @@ func withObject(t *testing.T, ev scenario.Event, fields map[string]any) scenario
 	return ev
 }
 
-// runOnce runs one batch of a one-loop worker on db and returns how many
-// events it claimed.
-func runOnce(t *testing.T, db *store.DB, name string) int {
+// runOnce runs one batch of a one-loop worker on db, with handlers, and
+// returns how many events it claimed.
+func runOnce(t *testing.T, db *store.DB, name string, handlers ...map[string]reconcile.HandlerFunc) int {
 	t.Helper()
-	w, err := reconcile.NewWorker(reconcile.Config{Workers: 1}, db, zerologNop())
+	cfg := reconcile.Config{Workers: 1}
+	if len(handlers) > 0 {
+		cfg.Handlers = handlers[0]
+	}
+	w, err := reconcile.NewWorker(cfg, db, zerologNop())
 	require.NoError(t, err)
 	n, err := w.RunOnce(context.Background(), name)
 	require.NoError(t, err, "an event's failure is not the store's")
@@ -45,27 +50,38 @@ func runOnce(t *testing.T, db *store.DB, name string) int {
 // events are applied one at a time, so the one whose value it is fails its
 // attempt and the others are applied, instead of the batch failing again
 // on every claim with no attempt counted.
+//
+// The writes held so far are also flushed before an event's handler runs,
+// where the refusal is the earlier event's, not the handler's event's.
 func TestARefusedValueFailsOnlyItsEvent(t *testing.T) {
 	t.Parallel()
-	db := storetest.Postgres(t)
-	s := scenario.Generate(scenario.Config{Customers: 2, Prefix: "refused"})
-	var created []scenario.Event
-	for _, ev := range s.Events {
-		if ev.Type == "customer.created" {
-			created = append(created, ev)
-		}
-	}
-	require.Len(t, created, 2)
-	for i, ev := range created {
-		insert(t, db, ev, time.Now().Add(time.Duration(i-2)*time.Second))
-	}
-	_, err := db.SQLX().Exec(`ALTER TABLE stripe_customers ADD CONSTRAINT not_the_first CHECK (id <> '` + created[0].CustomerID + `')`)
-	require.NoError(t, err)
+	for name, handlers := range map[string]map[string]reconcile.HandlerFunc{
+		"at the batch's end":             nil,
+		"before a later event's handler": {"customer.updated": func(context.Context, *sqlx.Tx, reconcile.Event) error { return nil }},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			db := storetest.Postgres(t)
+			s := scenario.Generate(scenario.Config{Customers: 2, Prefix: "refused"})
+			refused := find(t, s, "customer.created") // the first customer's
+			var other scenario.Event                  // the second's
+			for _, ev := range s.Events {
+				if ev.Type == "customer.updated" && ev.CustomerID != refused.CustomerID {
+					other = ev
+				}
+			}
+			insert(t, db, refused, time.Now().Add(-2*time.Second))
+			insert(t, db, other, time.Now().Add(-time.Second))
+			_, err := db.SQLX().Exec(`ALTER TABLE stripe_customers ADD CONSTRAINT not_the_first CHECK (id <> '` + refused.CustomerID + `')`)
+			require.NoError(t, err)
 
-	require.Equal(t, 2, runOnce(t, db, "refused"))
-	require.Equal(t, []string{store.OutcomeFailed}, attemptOutcomes(t, db, created[0].ID))
-	require.Contains(t, event(t, db, created[0].ID).LastError, "not_the_first")
-	require.Equal(t, store.StatusApplied, event(t, db, created[1].ID).Status)
+			require.Equal(t, 2, runOnce(t, db, "refused", handlers))
+			require.Equal(t, []string{store.OutcomeFailed}, attemptOutcomes(t, db, refused.ID))
+			require.Contains(t, event(t, db, refused.ID).LastError, "not_the_first")
+			require.Equal(t, store.StatusApplied, event(t, db, other.ID).Status)
+			require.Equal(t, []string{store.OutcomeApplied}, attemptOutcomes(t, db, other.ID))
+		})
+	}
 }
 
 // An object that does not fit what the mirror reads, or a time no database
