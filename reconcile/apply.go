@@ -56,7 +56,7 @@ func applyCustomer(ctx context.Context, tx *store.Tx, ev store.Event) (string, e
 	if found && cur.Created != nil {
 		last := customerVersion(cur.Deleted, *cur.Created, cur.Type)
 		if !supersedes(last, customerVersion(deleted, ev.Created, ev.Type)) {
-			return staleNote(cur.LastEvent), nil
+			return fillTombstone(ctx, tx, cur, obj)
 		}
 	}
 	c := store.Customer{
@@ -69,6 +69,29 @@ func applyCustomer(ctx context.Context, tx *store.Tx, ev store.Event) (string, e
 		c.Name = keep(obj.Name, cur.Name)
 	}
 	return "", tx.PutCustomer(ctx, c)
+}
+
+// fillTombstone writes into the tombstone cur, which an event that does
+// not supersede it found, the email and name that it lacks and obj carries:
+// a deletion cut down to {id, object, deleted}, applied before the
+// customer's creation, would otherwise keep them empty for ever. The
+// tombstone's version is kept. Any other row that supersedes the event is
+// left as it is.
+func fillTombstone(ctx context.Context, tx *store.Tx, cur store.Customer, obj customerObject) (string, error) {
+	c := cur
+	if cur.Deleted && c.Email == "" {
+		c.Email = text(deref(obj.Email))
+	}
+	if cur.Deleted && c.Name == "" {
+		c.Name = text(deref(obj.Name))
+	}
+	if c == cur {
+		return staleNote(cur.LastEvent), nil
+	}
+	if err := tx.PutCustomer(ctx, c); err != nil {
+		return "", err
+	}
+	return staleNote(cur.LastEvent) + "; its email and name, empty there, written", nil
 }
 
 type subscriptionObject struct {

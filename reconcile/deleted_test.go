@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -40,5 +41,45 @@ func TestTheDeletionOfACustomerNeverSeenCreatesItsTombstone(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, m.Customers, 1)
 		require.True(t, m.Customers[0].Deleted)
+	})
+}
+
+// A deletion cut down to {id, object, deleted}, applied before the
+// customer's creation (it creates the customer now), leaves a tombstone
+// without email or name; the creation, older, does not supersede it, but
+// writes the email and name it lacks: the same tombstone as in the
+// delivery order the other way round.
+func TestACutDownDeletionBeforeTheCreationGetsItsFields(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := scenario.Generate(scenario.Config{Customers: 20, Prefix: "cut"})
+		deleted := find(t, s, "customer.deleted")
+		var created scenario.Event
+		for _, ev := range s.Events {
+			if ev.Type == "customer.created" && ev.CustomerID == deleted.CustomerID {
+				created = ev
+			}
+		}
+		var body map[string]any
+		require.NoError(t, json.Unmarshal(deleted.Payload, &body))
+		body["data"] = map[string]any{"object": map[string]any{"id": deleted.CustomerID, "object": "customer", "deleted": true}}
+		var err error
+		deleted.Payload, err = json.Marshal(body)
+		require.NoError(t, err)
+
+		insert(t, db, deleted, time.Now().Add(-2*time.Second))
+		runOnce(t, db, "cut")
+		insert(t, db, created, time.Now().Add(-time.Second))
+		runOnce(t, db, "cut")
+
+		require.Equal(t, store.StatusApplied, event(t, db, created.ID).Status)
+		m, err := db.Mirror(context.Background())
+		require.NoError(t, err)
+		require.Len(t, m.Customers, 1)
+		c := m.Customers[0]
+		require.True(t, c.Deleted)
+		require.Equal(t, deleted.ID, c.EventID, "the deletion's version kept")
+		require.NotEmpty(t, c.Email)
+		require.NotEmpty(t, c.Name)
 	})
 }
