@@ -141,3 +141,12 @@ func event(t testing.TB, db *store.DB, id string) store.Event {
 	require.NoError(t, err)
 	return ev
 }
+
+// onlyCustomer returns the mirror's one customer row.
+func onlyCustomer(t testing.TB, db *store.DB) store.Customer {
+	t.Helper()
+	m, err := db.Mirror(context.Background())
+	require.NoError(t, err)
+	require.Len(t, m.Customers, 1)
+	return m.Customers[0]
+}
