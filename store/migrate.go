@@ -150,7 +150,9 @@ func (db *DB) migrationLocker(ctx context.Context) (lock.SessionLocker, error) {
 		return nil, fmt.Errorf("read schema: %w", translate(err))
 	}
 	if !at.Schema.Valid {
-		return nil, fmt.Errorf("read schema: the search_path %q names no schema of this database: create it (CREATE SCHEMA) or correct search_path", at.SearchPath)
+		// current_schema() is NULL for a schema that is missing and for one
+		// the role may not use alike.
+		return nil, fmt.Errorf("read schema: the search_path %q names no schema of this database that this role may use: create it (CREATE SCHEMA), grant USAGE on it, or correct search_path", at.SearchPath)
 	}
 	h := fnv.New64a()
 	_, _ = h.Write([]byte("orderhook.migrate." + at.Schema.String))

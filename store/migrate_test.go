@@ -88,7 +88,7 @@ func TestMigrateNamesAMissingSchema(t *testing.T) {
 	} {
 		err := call()
 		require.Error(t, err)
-		require.Regexp(t, `search_path "test_[0-9a-f]+_missing" names no schema of this database: create it \(CREATE SCHEMA\) or correct search_path`, err.Error())
+		require.Regexp(t, `search_path "test_[0-9a-f]+_missing" names no schema of this database that this role may use: create it \(CREATE SCHEMA\), grant USAGE on it, or correct search_path`, err.Error())
 	}
 }
 
