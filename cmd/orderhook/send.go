@@ -96,8 +96,8 @@ time, again on each retry), Stripe's Content-Type and User-Agent. It is the
 offline stand-in for ` + "`stripe trigger`" + ` and a load generator.
 
 A DIR sends every *.json file below it, sorted by path, symlinks to files
-included; symlinks to directories below it are not followed (name them to
-send what they hold). Each file must be a Stripe event. The report counts
+included; symlinks to directories below it are not followed (name them,
+as a DIR, to send what they hold). Each file must be a Stripe event. The report counts
 the final answer of each delivery; latency percentiles are per HTTP
 request, retries included.
 

@@ -143,14 +143,21 @@ func expand(p string) ([]string, error) {
 	if !info.IsDir() {
 		return []string{p}, nil
 	}
+	// A DIR named through a symbolic link is walked where the link leads
+	// (WalkDir does not follow its root), under the name given.
+	root, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
 	var files []string
-	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || !strings.EqualFold(filepath.Ext(path), ".json") {
 			return err
 		}
 		ok, err := isFile(path, d)
 		if ok {
-			files = append(files, path)
+			rel, _ := filepath.Rel(root, path) // path is below root
+			files = append(files, filepath.Join(p, rel))
 		}
 		return err
 	})

@@ -74,6 +74,13 @@ func TestLoadDirectoryFollowsSymlinkedFiles(t *testing.T) {
 	}
 	require.Equal(t, []string{filepath.Join(dir, "a.json"), b, c}, names)
 	require.Equal(t, testEvents[:3], bodies)
+
+	// A directory named through a link is sent, under the name given.
+	events, err = deliver.Load(filepath.Join(dir, "elsewhere"))
+	require.NoError(t, err)
+	require.Len(t, events, 1)
+	require.Equal(t, filepath.Join(dir, "elsewhere", "b.json"), events[0].Name)
+	require.Equal(t, testEvents[1], string(events[0].Body))
 }
 
 func TestLoadKeepsArgumentOrder(t *testing.T) {
