@@ -16,6 +16,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/orderhook/orderhook/internal/scenario"
@@ -478,13 +479,14 @@ func TestExpiredLeaseIsTakenOverOnce(t *testing.T) {
 		require.Zero(t, n, "the lease still holds")
 
 		clk.Advance(time.Minute + time.Second)
-		// The doomed connection was closed, not rolled back: until its
+		// The doomed transaction ended with its context, and database/sql
+		// closed its connection instead of rolling it back: until the
 		// backend notices, on PostgreSQL, the row stays locked and the
 		// claim skips it, as it would a crashed worker's.
-		require.Eventually(t, func() bool {
-			n, err = w.RunOnce(ctx, "heir")
-			require.NoError(t, err)
-			return n == 1
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			n, err := w.RunOnce(ctx, "heir")
+			require.NoError(c, err)
+			require.Equal(c, 1, n)
 		}, 5*time.Second, 10*time.Millisecond)
 		require.Equal(t, []string{"applied"}, attemptOutcomes(t, db, created.ID))
 		attempts, err := db.Attempts(ctx, created.ID)

@@ -208,7 +208,7 @@ func (db *DB) claimDue(ctx context.Context, tx *sqlx.Tx, p ClaimParams) ([]claim
 // types $5 whose customer is among theirs, and tries their customers'
 // advisory locks. The second read probes webhook_events_pending_customer
 // once per customer.
-var claimDueQuery = `
+const claimDueQuery = `
 	WITH claimed AS (
 		SELECT ` + eventColumns + ` FROM webhook_events
 		WHERE status = 'pending' AND next_attempt_at <= $1
@@ -226,7 +226,7 @@ var claimDueQuery = `
 			FOR UPDATE SKIP LOCKED
 		) AS a
 	)
-	SELECT *, pg_try_advisory_xact_lock(` + lockKeySQL(serializationKeySQL) + `) AS free
+	SELECT *, pg_try_advisory_xact_lock(` + lockKeyOf + serializationKeySQL + lockKeyEnd + `) AS free
 	FROM (SELECT * FROM claimed UNION ALL SELECT * FROM alongside) AS batch
 	ORDER BY next_attempt_at`
 

@@ -82,7 +82,7 @@ func MirrorLoadQueries() map[string]string {
 
 // ClaimDueQuery is the statement with which a batch claims due events on
 // PostgreSQL.
-var ClaimDueQuery = claimDueQuery
+const ClaimDueQuery = claimDueQuery
 
 // ShareBounds returns the range of customer hashes of partition i of n.
 func ShareBounds(i, n int) (lo, hi int32) { return shareBounds(i, n) }

@@ -194,7 +194,7 @@ func (db *DB) setLocal(ctx context.Context, tx *sqlx.Tx, settings ...string) err
 
 // serializationKey names what one event's processing is serialized on: its
 // customer or, without one, the event itself. Its advisory lock is
-// lockKeySQL's.
+// lockKeyOf's.
 func serializationKey(ev Event) string {
 	if ev.CustomerID != "" {
 		return "customer:" + ev.CustomerID
@@ -206,16 +206,17 @@ func serializationKey(ev Event) string {
 // columns.
 const serializationKeySQL = `CASE WHEN customer_id <> '' THEN 'customer:' || customer_id ELSE 'event:' || event_id END`
 
-// lockKeySQL returns the SQL of the advisory lock key (a bigint) of the
-// serialization key that the SQL expression key gives. Advisory locks are
-// the database's, not a schema's: the key names the schema, so that
-// deployments in separate schemas of one database never hold or wait for
-// each other's customers. In the public schema it names none, as before
-// schemas were named: replicas of an earlier build and of this one, side by
-// side during a rolling upgrade, still serialize on the same keys.
-func lockKeySQL(key string) string {
-	return `hashtextextended('orderhook:' || CASE current_schema() WHEN 'public' THEN '' ELSE current_schema() || ':' END || ` + key + `, 0)`
-}
+// lockKeyOf and lockKeyEnd enclose an SQL expression of a serialization
+// key to give its advisory lock key (a bigint). Advisory locks are the
+// database's, not a schema's: the key names the schema, so that deployments
+// in separate schemas of one database never hold or wait for each other's
+// customers. In the public schema it names none, as before schemas were
+// named: replicas of an earlier build and of this one, side by side during
+// a rolling upgrade, still serialize on the same keys.
+const (
+	lockKeyOf  = `hashtextextended('orderhook:' || CASE current_schema() WHEN 'public' THEN '' ELSE current_schema() || ':' END || `
+	lockKeyEnd = `, 0)`
+)
 
 // lockKeys waits for the transaction-scoped advisory locks of events' keys
 // (PostgreSQL), taking them in sorted order so that two waiting transactions
@@ -232,7 +233,7 @@ func (db *DB) lockKeys(ctx context.Context, tx *sqlx.Tx, events []Event) error {
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
-	if _, err := db.txExec(ctx, tx, `SELECT pg_advisory_xact_lock(`+lockKeySQL("k")+`) FROM unnest($1::text[]) AS k`, pq.Array(keys)); err != nil {
+	if _, err := db.txExec(ctx, tx, `SELECT pg_advisory_xact_lock(`+lockKeyOf+`k`+lockKeyEnd+`) FROM unnest($1::text[]) AS k`, pq.Array(keys)); err != nil {
 		return fmt.Errorf("lock %d serialization keys: %w", len(keys), translate(err))
 	}
 	return nil
