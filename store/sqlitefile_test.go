@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -81,6 +82,49 @@ func TestSQLiteWriteAheadLogRemovedWhileOpen(t *testing.T) {
 	require.ErrorContains(t, err, "write-ahead log "+path+"-wal was removed while this process had it open; what it held is copied into "+path)
 	require.ErrorIs(t, db.Ready(ctx), store.ErrUnavailable)
 	require.Equal(t, 2, inFileAlone(t, path), "both in the file: the one acknowledged, and the one answered unavailable")
+}
+
+// The log removed and created again by another process (an `orderhook
+// status` opening the file, say) is still noticed: this process writes on
+// to the removed one. And with no delivery at all after the removal, what
+// was acknowledged before is copied into the file within a second or so.
+func TestSQLiteWriteAheadLogRemovedAndCreatedAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "orderhook.db")
+	db := openSQLite(t, path)
+	_, err := db.SQLX().Exec(`PRAGMA wal_checkpoint(FULL)`) // the migrations into the file
+	require.NoError(t, err)
+	_, err = db.InsertEvent(ctx, newEvent("evt_before", "cus_1", t0))
+	require.NoError(t, err)
+	require.Equal(t, 0, inFileAlone(t, path), "committed to the log only")
+
+	require.NoError(t, os.Remove(path+"-wal"))
+	require.NoError(t, os.WriteFile(path+"-wal", nil, 0o600))
+	require.Eventually(t, func() bool { return inFileAlone(t, path) == 1 }, 10*time.Second, 50*time.Millisecond,
+		"copied into the file with no delivery to notice the removal")
+
+	_, err = db.InsertEvent(ctx, newEvent("evt_after", "cus_1", t0))
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	require.ErrorContains(t, err, "was removed while this process had it open")
+	require.ErrorIs(t, db.Ready(ctx), store.ErrUnavailable)
+}
+
+// A connection that database/sql closes and opens again makes SQLite
+// remove the log and create a new one: no removal to report.
+func TestSQLiteConnectionOpenedAgainIsNoRemoval(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openSQLite(t, filepath.Join(t.TempDir(), "orderhook.db"))
+	_, err := db.InsertEvent(ctx, newEvent("evt_1", "cus_1", t0))
+	require.NoError(t, err)
+	require.NoError(t, db.Ready(ctx))
+	db.SQLX().SetMaxIdleConns(0) // closes the pool's one connection, and SQLite its log
+	require.NoError(t, db.Ready(ctx))
+	db.SQLX().SetMaxIdleConns(2)
+	_, err = db.InsertEvent(ctx, newEvent("evt_2", "cus_1", t0))
+	require.NoError(t, err)
+	require.NoError(t, db.Ready(ctx))
 }
 
 // inFileAlone counts the inbox rows of the SQLite file at path read as it is

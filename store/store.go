@@ -211,6 +211,7 @@ func (db *DB) Ping(ctx context.Context) error {
 // seconds for closing the statements and connections.
 func (db *DB) Close() error {
 	db.ingest.close()
+	db.file.close()
 	db.others.close()
 	db.wake.close()
 	db.connector.closeAll()
