@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -25,6 +26,7 @@ type sqliteFile struct {
 	checkpoint func() error                // copies the write-ahead log into the file
 	walInfo    atomic.Pointer[os.FileInfo] // the log last seen to be this process's
 	stop       chan struct{}
+	stopOnce   sync.Once
 	done       chan struct{}
 }
 
@@ -69,12 +71,13 @@ func (f *sqliteFile) watch() {
 	}
 }
 
-// close stops the watch; nil on PostgreSQL (f is nil).
+// close stops the watch; more calls do nothing, as on PostgreSQL (f is
+// nil).
 func (f *sqliteFile) close() {
 	if f == nil {
 		return
 	}
-	close(f.stop)
+	f.stopOnce.Do(func() { close(f.stop) })
 	<-f.done
 }
 

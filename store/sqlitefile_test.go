@@ -67,17 +67,11 @@ func TestSQLiteFileRemovedOrReplacedWhileOpen(t *testing.T) {
 func TestSQLiteWriteAheadLogRemovedWhileOpen(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "orderhook.db")
-	db := openSQLite(t, path)
-	_, err := db.SQLX().Exec(`PRAGMA wal_checkpoint(FULL)`) // the migrations into the file
-	require.NoError(t, err)
-	_, err = db.InsertEvent(ctx, newEvent("evt_before", "cus_1", t0))
-	require.NoError(t, err)
-	require.Equal(t, 0, inFileAlone(t, path), "committed to the log only")
+	db, path := oneEventInTheLog(t)
 
 	require.NoError(t, os.Remove(path+"-wal"))
 
-	_, err = db.InsertEvent(ctx, newEvent("evt_after", "cus_1", t0))
+	_, err := db.InsertEvent(ctx, newEvent("evt_after", "cus_1", t0))
 	require.ErrorIs(t, err, store.ErrUnavailable)
 	require.ErrorContains(t, err, "write-ahead log "+path+"-wal was removed while this process had it open; what it held is copied into "+path)
 	require.ErrorIs(t, db.Ready(ctx), store.ErrUnavailable)
@@ -91,20 +85,14 @@ func TestSQLiteWriteAheadLogRemovedWhileOpen(t *testing.T) {
 func TestSQLiteWriteAheadLogRemovedAndCreatedAgain(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "orderhook.db")
-	db := openSQLite(t, path)
-	_, err := db.SQLX().Exec(`PRAGMA wal_checkpoint(FULL)`) // the migrations into the file
-	require.NoError(t, err)
-	_, err = db.InsertEvent(ctx, newEvent("evt_before", "cus_1", t0))
-	require.NoError(t, err)
-	require.Equal(t, 0, inFileAlone(t, path), "committed to the log only")
+	db, path := oneEventInTheLog(t)
 
 	require.NoError(t, os.Remove(path+"-wal"))
 	require.NoError(t, os.WriteFile(path+"-wal", nil, 0o600))
 	require.Eventually(t, func() bool { return inFileAlone(t, path) == 1 }, 10*time.Second, 50*time.Millisecond,
 		"copied into the file with no delivery to notice the removal")
 
-	_, err = db.InsertEvent(ctx, newEvent("evt_after", "cus_1", t0))
+	_, err := db.InsertEvent(ctx, newEvent("evt_after", "cus_1", t0))
 	require.ErrorIs(t, err, store.ErrUnavailable)
 	require.ErrorContains(t, err, "was removed while this process had it open")
 	require.ErrorIs(t, db.Ready(ctx), store.ErrUnavailable)
@@ -125,6 +113,21 @@ func TestSQLiteConnectionOpenedAgainIsNoRemoval(t *testing.T) {
 	_, err = db.InsertEvent(ctx, newEvent("evt_2", "cus_1", t0))
 	require.NoError(t, err)
 	require.NoError(t, db.Ready(ctx))
+}
+
+// oneEventInTheLog opens a SQLite database in a new file, its migrations
+// copied into the file, and stores evt_before, which is then in the
+// write-ahead log only.
+func oneEventInTheLog(t *testing.T) (*store.DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "orderhook.db")
+	db := openSQLite(t, path)
+	_, err := db.SQLX().Exec(`PRAGMA wal_checkpoint(FULL)`)
+	require.NoError(t, err)
+	_, err = db.InsertEvent(context.Background(), newEvent("evt_before", "cus_1", t0))
+	require.NoError(t, err)
+	require.Equal(t, 0, inFileAlone(t, path), "committed to the log only")
+	return db, path
 }
 
 // inFileAlone counts the inbox rows of the SQLite file at path read as it is
