@@ -72,18 +72,17 @@ func applyCustomer(ctx context.Context, tx *store.Tx, ev store.Event) (string, e
 }
 
 // fillTombstone writes into the tombstone cur, which an event that does
-// not supersede it found, the email and name that it lacks and obj carries:
-// a deletion cut down to {id, object, deleted}, applied before the
-// customer's creation, would otherwise keep them empty for ever. The
+// not supersede it found, the email and name that obj carries when cur has
+// neither: a deletion cut down to {id, object, deleted}, applied before the
+// customer's creation, would otherwise keep them empty for ever. A
+// tombstone with either kept them from its deletion, which carried them
+// (null included: a name the customer removed stays removed). The
 // tombstone's version is kept. Any other row that supersedes the event is
 // left as it is.
 func fillTombstone(ctx context.Context, tx *store.Tx, cur store.Customer, obj customerObject) (string, error) {
 	c := cur
-	if cur.Deleted && c.Email == "" {
-		c.Email = text(deref(obj.Email))
-	}
-	if cur.Deleted && c.Name == "" {
-		c.Name = text(deref(obj.Name))
+	if cur.Deleted && cur.Email == "" && cur.Name == "" {
+		c.Email, c.Name = text(deref(obj.Email)), text(deref(obj.Name))
 	}
 	if c == cur {
 		return staleNote(cur.LastEvent), nil

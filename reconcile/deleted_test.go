@@ -76,3 +76,30 @@ func TestACutDownDeletionBeforeTheCreationGetsItsFields(t *testing.T) {
 		require.NotEmpty(t, c.Name)
 	})
 }
+
+// A full deletion that carries the customer's email but a name removed
+// since its creation (null) keeps the name removed when the creation comes
+// after it: the tombstone is filled only when it holds neither.
+func TestAFullDeletionKeepsARemovedName(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := scenario.Generate(scenario.Config{Customers: 20, Prefix: "noname"})
+		deleted := find(t, s, "customer.deleted")
+		deleted = withObject(t, deleted, map[string]any{"name": nil, "email": "still@example.com"})
+		var created scenario.Event
+		for _, ev := range s.Events {
+			if ev.Type == "customer.created" && ev.CustomerID == deleted.CustomerID {
+				created = ev
+			}
+		}
+		insert(t, db, deleted, time.Now().Add(-2*time.Second))
+		runOnce(t, db, "noname")
+		insert(t, db, created, time.Now().Add(-time.Second))
+		runOnce(t, db, "noname")
+
+		c := onlyCustomer(t, db)
+		require.True(t, c.Deleted)
+		require.Equal(t, "still@example.com", c.Email)
+		require.Empty(t, c.Name, "removed before the deletion, and not brought back")
+	})
+}
