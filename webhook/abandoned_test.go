@@ -164,8 +164,9 @@ func TestStoreCanceledOnItsOwn(t *testing.T) {
 	requireProblem(t, b.deliver(t, event("evt_1"), secret0), 503, "store-unavailable")
 }
 
-// A sender that goes away in the middle of its body sent no event: the
-// delivery is abandoned, not malformed.
+// A sender that stops in the middle of its body sent no event: the body is
+// unreadable, not malformed, and a sender that only stopped sending (its
+// connection half closed) reads a 400 it understands, not a 499.
 func TestBodyCutShort(t *testing.T) {
 	t.Parallel()
 	inbox := &fakeInbox{}
@@ -173,10 +174,11 @@ func TestBodyCutShort(t *testing.T) {
 	payload := event("evt_half")
 	conn := rc.send(t, payload, fmt.Sprintf("Content-Length: %d", len(payload)), payload[:len(payload)/2])
 
-	require.NoError(t, conn.Close())
+	require.NoError(t, conn.(*net.TCPConn).CloseWrite())
 
-	require.Equal(t, observation{"abandoned", 499}, rc.next(t))
-	require.Contains(t, rc.finalLogs(), "the connection ended before the body did")
+	require.Equal(t, observation{"unreadable_body", http.StatusBadRequest}, rc.next(t))
+	p := requireProblem(t, readAnswer(t, conn), http.StatusBadRequest, "unreadable-body")
+	require.Contains(t, p.Detail, "it ended before its length")
 	require.Zero(t, inbox.len())
 }
 

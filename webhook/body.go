@@ -3,7 +3,6 @@ package webhook
 import (
 	"bytes"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -40,10 +39,11 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 // unreadBody returns the problem of a body that err kept from being read to
 // its end: payload-too-large past the limit (the server then closes the
 // connection); body-timeout when it did not arrive within the server's
-// read timeout; client-closed-request when the connection ended first (the
-// client closed or reset it, or a stop closed it); unreadable-body when its
-// framing is broken. None of them is a malformed event: that is a whole,
-// signed body that is no Stripe event.
+// read timeout; client-closed-request when the connection was reset or a
+// stop closed it; unreadable-body when it ended before its length (the
+// client may have gone, or only stopped sending: it may read the answer)
+// or its framing is broken. None of them is a malformed event: that is a
+// whole, signed body that is no Stripe event.
 func (h *Handler) unreadBody(err error) error {
 	var tooBig *http.MaxBytesError
 	switch {
@@ -54,13 +54,15 @@ func (h *Handler) unreadBody(err error) error {
 	case connectionEnded(err):
 		return problemf(kindAbandoned, err, "the connection ended before the body did, and nothing was stored: send the event again")
 	}
-	return problemf(kindUnreadableBody, err, "the body could not be read to its end (its framing is broken; the cause is in the server log), and nothing was stored: send the event again")
+	return problemf(kindUnreadableBody, err, "the body could not be read to its end (it ended before its length, or its framing is broken; the cause is in the server log), and nothing was stored: send the event again")
 }
 
 // connectionEnded reports whether err is the end of a body's connection
-// before the body's end.
+// before the body's end, with no one left to answer: reset by the client,
+// or closed by a stop. A body that just ends early is not: its client may
+// have only stopped sending.
 func connectionEnded(err error) bool {
-	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
 }
 
 // tooLarge is the problem of a body over the limit.

@@ -291,7 +291,7 @@ func TestBodyReadError(t *testing.T) {
 		status  int
 		problem string
 	}{
-		{"connection ended", io.ErrUnexpectedEOF, 499, "client-closed-request"},
+		{"body ended before its length", io.ErrUnexpectedEOF, 400, "unreadable-body"},
 		{"connection reset", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, 499, "client-closed-request"},
 		{"connection closed by a stop", &net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}, 499, "client-closed-request"},
 		{"read timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, 408, "body-timeout"},
