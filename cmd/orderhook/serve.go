@@ -450,12 +450,21 @@ func newHTTPServer(cfg serveConfig, wcfg reconcile.Config, db *store.DB, obs obs
 	return &http.Server{
 		Handler:           webhook.RequestLog(handler, logger),
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		ReadTimeout:       httpReadTimeout,
+		WriteTimeout:      httpWriteTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}, nil
 }
+
+// httpReadTimeout bounds the reading of a request, body included. The
+// write deadline starts with the request too, so httpWriteTimeout leaves
+// room after it: for the 408 of a body that did not arrive in time, and
+// for the store's commit (at most 10 s) of one that arrived just in time.
+const (
+	httpReadTimeout  = 30 * time.Second
+	httpWriteTimeout = httpReadTimeout + 15*time.Second
+)
 
 // handleGet mounts h on GET (and HEAD) path, and a 405 problem on path's
 // other methods: the catch-all "/" would otherwise take them, as a 404.

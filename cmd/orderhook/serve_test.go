@@ -14,8 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/orderhook/orderhook/internal/metrics"
+	"github.com/orderhook/orderhook/internal/trace"
+	"github.com/orderhook/orderhook/reconcile"
 	"github.com/orderhook/orderhook/store"
 	"github.com/orderhook/orderhook/store/storetest"
 )
@@ -420,4 +424,20 @@ func TestServeLogsTheStartOfAStop(t *testing.T) {
 	require.Subset(t, messages, []string{"stopping: answering the requests under way, then ending the worker's transactions", "orderhook stopped"})
 	stopping, stopped := slices.Index(messages, "stopping: answering the requests under way, then ending the worker's transactions"), slices.Index(messages, "orderhook stopped")
 	require.Less(t, stopping, stopped)
+}
+
+// The write deadline starts with the request, as the read timeout does: it
+// must outlast it by the store's commit, so that a body that times out is
+// answered its 408 and one read just in time its commit (a deadline equal
+// to the read timeout closed the connection before the 408).
+func TestServeWriteDeadlineOutlastsTheReadTimeout(t *testing.T) {
+	t.Parallel()
+	m, err := metrics.New(metrics.Config{}, nil, zerolog.Nop())
+	require.NoError(t, err)
+	tr, err := trace.New(t.Context(), func(string) string { return "" }, zerolog.Nop())
+	require.NoError(t, err)
+	srv, err := newHTTPServer(serveConfig{serveFlags: serveFlags{role: roleWorker}}, reconcile.Config{},
+		storetest.SQLite(t), observers{metrics: m, tracing: tr}, zerolog.Nop())
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, srv.WriteTimeout, srv.ReadTimeout+10*time.Second)
 }
