@@ -1,7 +1,7 @@
 // Package admin serves orderhook's operator JSON API under /admin/api/: the
 // inbox status, event listings and details, replays and discards — the same
 // operations as the `orderhook status`, `events` and `dead` commands — and a
-// read-only web page at /admin/ over it. Every API request needs the
+// web page at /admin/ over it, which replays and discards dead events too. Every API request needs the
 // configured bearer token; there is no handler without one.
 package admin
 
@@ -47,6 +47,11 @@ type Config struct {
 // never served without a token.
 var ErrNoToken = errors.New("admin: a token is required to serve the admin API")
 
+// ErrBadToken is returned by NewHandler for a token that is not printable
+// ASCII: it travels in an HTTP header, and browsers send nothing else
+// there (the page could not use it).
+var ErrBadToken = errors.New("admin: the token must be printable ASCII without spaces")
+
 // handler serves the API.
 type handler struct {
 	token  [sha256.Size]byte
@@ -56,15 +61,18 @@ type handler struct {
 }
 
 // NewHandler returns the handler of everything under PagePrefix: the JSON
-// API under Prefix, which needs the bearer token, and the read-only page at
+// API under Prefix, which needs the bearer token, and the page at
 // PagePrefix, whose files hold no data. Mount it at PagePrefix. It returns
-// ErrNoToken when cfg.Token is empty or blank. The token is trimmed, as the
-// one a request sends is: one read from a file often ends in a newline,
-// which no header can carry.
+// ErrNoToken when cfg.Token is empty or blank, and ErrBadToken when it is
+// not printable ASCII. The token is trimmed, as the one a request sends is:
+// one read from a file often ends in a newline, which no header can carry.
 func NewHandler(cfg Config, st Store, logger zerolog.Logger) (http.Handler, error) {
 	tok := strings.TrimSpace(cfg.Token)
 	if tok == "" {
 		return nil, ErrNoToken
+	}
+	if strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		return nil, ErrBadToken
 	}
 	h := &handler{
 		token:  sha256.Sum256([]byte(tok)),

@@ -88,6 +88,11 @@ func TestNewHandlerNeedsAToken(t *testing.T) {
 		_, err := admin.NewHandler(admin.Config{Token: tok}, nil, zerolog.Nop())
 		require.ErrorIs(t, err, admin.ErrNoToken)
 	}
+	// A browser cannot send these in a header: the page could never log in.
+	for _, tok := range []string{"tok€", "tök", "two words", "tab\there"} {
+		_, err := admin.NewHandler(admin.Config{Token: tok}, nil, zerolog.Nop())
+		require.ErrorIs(t, err, admin.ErrBadToken, tok)
+	}
 }
 
 // A token read from a file keeps its final newline; the request's cannot

@@ -5,8 +5,8 @@ import (
 	"net/http"
 )
 
-// PagePrefix is where the read-only web page is served. The page holds no
-// data: its script asks for the token and reads the API with it.
+// PagePrefix is where the web page is served. The page holds no data: its
+// script asks for the token and calls the API with it.
 const PagePrefix = "/admin/"
 
 //go:embed page

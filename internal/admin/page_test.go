@@ -71,11 +71,17 @@ func TestPageReplaysAndDiscardsSelectedDeadEvents(t *testing.T) {
 	ctx, cancel := context.WithTimeout(tab, time.Minute)
 	defer cancel()
 
+	storetest.SeedDead(t, b.db, "evt_many", "invoice.paid", 100, now.Add(-time.Hour), func(int) string { return "cus_many" })
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Navigate(srv.URL+"/admin/"),
+		chromedp.SendKeys(chromedp.ID("token"), "not-the-token"),
+		chromedp.Click(chromedp.CSS("#login button")),
+		chromedp.WaitVisible(chromedp.ID("refused")),
+		chromedp.Poll[chromedp.Void](`(document.getElementById("token").value = "") === ""`),
 		chromedp.SendKeys(chromedp.ID("token"), token),
 		chromedp.Click(chromedp.CSS("#login button")),
-		chromedp.WaitVisible(box("evt_3")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("dead-more").textContent.startsWith("Showing the newest 100 of 102 dead events")`),
+		chromedp.WaitVisible(chromedp.CSS(`#dead input[type=checkbox]`)),
 		chromedp.Click(chromedp.CSS(`button[data-action="replay"]`)),
 		result("Select dead events first."),
 		chromedp.Click(box("evt_3")),

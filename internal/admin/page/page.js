@@ -65,6 +65,7 @@ async function call(method, path, payload) {
   const body = await res.json();
   if (res.status === 401) {
     sessionStorage.removeItem("orderhook-token");
+    sessionStorage.setItem("orderhook-refused", "1");
     throw new Error("unauthorized");
   }
   if (!res.ok) throw new Error(body.title + ": " + body.detail);
@@ -109,6 +110,10 @@ async function refresh() {
     selected.forEach((id) => { if (!ids.has(id)) selected.delete(id); });
     fill(document.getElementById("dead"), [""].concat(header),
       eventRows(dead.events).map((cells, i) => [checkbox(dead.events[i].event_id)].concat(cells)));
+    const more = document.getElementById("dead-more");
+    more.hidden = s.counts.dead <= dead.events.length;
+    more.textContent = "Showing the newest " + dead.events.length + " of " + s.counts.dead +
+      " dead events: orderhook dead list and dead replay --all reach the others.";
     fill(document.getElementById("recent"), header, eventRows(recent.events));
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {
@@ -161,6 +166,7 @@ function start() {
   const login = document.getElementById("login");
   const main = document.getElementById("main");
   if (!sessionStorage.getItem("orderhook-token")) {
+    document.getElementById("refused").hidden = !sessionStorage.getItem("orderhook-refused");
     login.hidden = false;
     main.hidden = true;
     return;
@@ -174,6 +180,7 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("login").addEventListener("submit", (ev) => {
     ev.preventDefault();
     sessionStorage.setItem("orderhook-token", document.getElementById("token").value);
+    sessionStorage.removeItem("orderhook-refused");
     start();
   });
   document.getElementById("act").addEventListener("submit", (ev) => {
