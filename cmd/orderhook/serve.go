@@ -418,7 +418,7 @@ func newHTTPServer(cfg serveConfig, wcfg reconcile.Config, db *store.DB, obs obs
 	if cfg.adminToken != "" {
 		h, err := admin.NewHandler(admin.Config{Token: cfg.adminToken}, db, logger)
 		if err != nil {
-			return nil, usageError{err}
+			return nil, usageError{fmt.Errorf("--admin-token: %w", err)}
 		}
 		mux.Handle(admin.PagePrefix, h)
 	}
