@@ -97,9 +97,9 @@ offline stand-in for ` + "`stripe trigger`" + ` and a load generator.
 
 A DIR sends every *.json file below it, sorted by path, symlinks to files
 included; symlinks to directories below it are not followed (name them,
-as a DIR, to send what they hold). Each file must be a Stripe event. The report counts
-the final answer of each delivery; latency percentiles are per HTTP
-request, retries included.
+as a DIR, to send what they hold). Each file must be a Stripe event. The
+report counts the final answer of each delivery; latency percentiles are
+per HTTP request, retries included.
 
 Exits 0 when every delivery got a 2xx, 1 when some did not, 2 on usage errors.`,
 		Example: `  orderhook send --secret whsec_… testdata/events
