@@ -74,6 +74,11 @@ func TestPageReplaysAndDiscardsSelectedDeadEvents(t *testing.T) {
 	storetest.SeedDead(t, b.db, "evt_many", "invoice.paid", 100, now.Add(-time.Hour), func(int) string { return "cus_many" })
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Navigate(srv.URL+"/admin/"),
+		chromedp.SendKeys(chromedp.ID("token"), "tok€"), // fetch cannot send it in a header
+		chromedp.Click(chromedp.CSS("#login button")),
+		chromedp.WaitVisible(chromedp.ID("refused")),
+		chromedp.Poll[chromedp.Void](`(document.getElementById("token").value = "") === ""`),
+		chromedp.Poll[chromedp.Void](`(document.getElementById("refused").hidden = true)`),
 		chromedp.SendKeys(chromedp.ID("token"), "not-the-token"),
 		chromedp.Click(chromedp.CSS("#login button")),
 		chromedp.WaitVisible(chromedp.ID("refused")),

@@ -179,7 +179,14 @@ function start() {
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("login").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    sessionStorage.setItem("orderhook-token", document.getElementById("token").value);
+    const token = document.getElementById("token").value.trim();
+    // No token holds another character (serve refuses them), and fetch
+    // could not send one in a header.
+    if (!/^[\x21-\x7e]+$/.test(token)) {
+      document.getElementById("refused").hidden = false;
+      return;
+    }
+    sessionStorage.setItem("orderhook-token", token);
     sessionStorage.removeItem("orderhook-refused");
     start();
   });
