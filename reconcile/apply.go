@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -37,10 +38,32 @@ func builtinApplier(ev store.Event) applier {
 }
 
 type customerObject struct {
-	Email    *string `json:"email"`
-	Name     *string `json:"name"`
-	Deleted  bool    `json:"deleted"`
-	Livemode bool    `json:"livemode"`
+	Email    field `json:"email"`
+	Name     field `json:"name"`
+	Deleted  bool  `json:"deleted"`
+	Livemode bool  `json:"livemode"`
+}
+
+// field is a string field of an object that tells "left out" from "sent",
+// null included: a deletion cut down to {id, object, deleted} leaves the
+// customer's fields out, a full one sends a name the customer removed as
+// null.
+type field struct {
+	sent  bool
+	value string // "" for null
+}
+
+// UnmarshalJSON records that the field was sent, and its string or null.
+func (f *field) UnmarshalJSON(b []byte) error {
+	var v *string
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	f.sent = true
+	if v != nil {
+		f.value = *v
+	}
+	return nil
 }
 
 func applyCustomer(ctx context.Context, tx *store.Tx, ev store.Event) (string, error) {
@@ -56,41 +79,20 @@ func applyCustomer(ctx context.Context, tx *store.Tx, ev store.Event) (string, e
 	if found && cur.Created != nil {
 		last := customerVersion(cur.Deleted, *cur.Created, cur.Type)
 		if !supersedes(last, customerVersion(deleted, ev.Created, ev.Type)) {
-			return fillTombstone(ctx, tx, cur, obj)
+			return staleNote(cur.LastEvent), nil
 		}
 	}
 	c := store.Customer{
 		ID: ev.CustomerID, Deleted: deleted, Livemode: obj.Livemode,
-		Email: text(deref(obj.Email)), Name: text(deref(obj.Name)), LastEvent: lastEvent(ev),
+		Email: text(obj.Email.value), Name: text(obj.Name.value), LastEvent: lastEvent(ev),
 	}
 	if deleted && found {
-		// A tombstone keeps what the deletion does not carry.
+		// A tombstone keeps what the deletion leaves out; what it sends,
+		// null included, it writes.
 		c.Email = keep(obj.Email, cur.Email)
 		c.Name = keep(obj.Name, cur.Name)
 	}
 	return "", tx.PutCustomer(ctx, c)
-}
-
-// fillTombstone writes into the tombstone cur, which an event that does
-// not supersede it found, the email and name that obj carries when cur has
-// neither: a deletion cut down to {id, object, deleted}, applied before the
-// customer's creation, would otherwise keep them empty for ever. A
-// tombstone with either kept them from its deletion, which carried them
-// (null included: a name the customer removed stays removed). The
-// tombstone's version is kept. Any other row that supersedes the event is
-// left as it is.
-func fillTombstone(ctx context.Context, tx *store.Tx, cur store.Customer, obj customerObject) (string, error) {
-	c := cur
-	if cur.Deleted && cur.Email == "" && cur.Name == "" {
-		c.Email, c.Name = text(deref(obj.Email)), text(deref(obj.Name))
-	}
-	if c == cur {
-		return staleNote(cur.LastEvent), nil
-	}
-	if err := tx.PutCustomer(ctx, c); err != nil {
-		return "", err
-	}
-	return staleNote(cur.LastEvent) + "; its email and name, empty there, written", nil
 }
 
 type subscriptionObject struct {
@@ -238,17 +240,11 @@ func decode(ev store.Event, obj any) error {
 // inbox keeps the payload as Stripe sent it.
 func text(s string) string { return strings.ReplaceAll(s, "\x00", "\uFFFD") }
 
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
-// keep returns the carried value, or old when the field was absent or null.
-func keep(carried *string, old string) string {
-	if carried == nil {
+// keep returns the field's value when it was sent (null as ""), or old
+// when it was left out.
+func keep(f field, old string) string {
+	if !f.sent {
 		return old
 	}
-	return text(*carried)
+	return text(f.value)
 }
