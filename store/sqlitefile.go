@@ -21,7 +21,7 @@ import (
 // asked whether it is ready, and every watchInterval.
 type sqliteFile struct {
 	path       string
-	wal        string // the write-ahead log's path, absolute, its directory's links resolved
+	wal        string // the write-ahead log's path, absolute, links resolved
 	info       os.FileInfo
 	checkpoint func() error                // copies the write-ahead log into the file
 	walInfo    atomic.Pointer[os.FileInfo] // the log last seen to be this process's
@@ -43,14 +43,15 @@ func openedFile(path string, checkpoint func() error) (*sqliteFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite:%s: %w", path, err)
 	}
-	dir, err := filepath.Abs(filepath.Dir(path))
+	// SQLite keeps the log beside the file a link leads to.
+	abs, err := filepath.Abs(path)
 	if err == nil {
-		dir, err = filepath.EvalSymlinks(dir)
+		abs, err = filepath.EvalSymlinks(abs)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite:%s: %w", path, err)
 	}
-	f := &sqliteFile{path: path, wal: filepath.Join(dir, filepath.Base(path)) + "-wal", info: info, checkpoint: checkpoint,
+	f := &sqliteFile{path: path, wal: abs + "-wal", info: info, checkpoint: checkpoint,
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go f.watch()
 	return f, nil
@@ -123,7 +124,9 @@ func (f *sqliteFile) check() error {
 
 // walRemoved reports whether this process has the write-ahead log open as
 // a removed file, which Linux shows in /proc/self/fd. Where that cannot be
-// read, it answers missing: the log is gone though a connection is open.
+// read, it answers missing: the log is gone though a connection is open —
+// or was closed and opened again, when SQLite removes the log itself, a
+// false alarm there.
 func (f *sqliteFile) walRemoved(missing bool) bool {
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {

@@ -84,6 +84,7 @@ func TestSQLiteWriteAheadLogRemovedWhileOpen(t *testing.T) {
 // was acknowledged before is copied into the file within a second or so.
 func TestSQLiteWriteAheadLogRemovedAndCreatedAgain(t *testing.T) {
 	t.Parallel()
+	needProcFD(t)
 	ctx := context.Background()
 	db, path := oneEventInTheLog(t)
 
@@ -102,6 +103,7 @@ func TestSQLiteWriteAheadLogRemovedAndCreatedAgain(t *testing.T) {
 // remove the log and create a new one: no removal to report.
 func TestSQLiteConnectionOpenedAgainIsNoRemoval(t *testing.T) {
 	t.Parallel()
+	needProcFD(t)
 	ctx := context.Background()
 	db := openSQLite(t, filepath.Join(t.TempDir(), "orderhook.db"))
 	_, err := db.InsertEvent(ctx, newEvent("evt_1", "cus_1", t0))
@@ -128,6 +130,36 @@ func oneEventInTheLog(t *testing.T) (*store.DB, string) {
 	require.NoError(t, err)
 	require.Equal(t, 0, inFileAlone(t, path), "committed to the log only")
 	return db, path
+}
+
+// needProcFD skips t where the process cannot read which files it has
+// open (/proc/self/fd, Linux): there only a missing log is noticed.
+func needProcFD(t *testing.T) {
+	t.Helper()
+	if _, err := os.ReadDir("/proc/self/fd"); err != nil {
+		t.Skipf("no /proc/self/fd here (%v): only a missing write-ahead log is noticed", err)
+	}
+}
+
+// The file opened through a symbolic link has its log beside the file the
+// link leads to: its removal is noticed there.
+func TestSQLiteWriteAheadLogOfALinkedFile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	target, link := filepath.Join(dir, "target.db"), filepath.Join(dir, "link.db")
+	openSQLite(t, target).Close()
+	require.NoError(t, os.Symlink(target, link))
+	db := openSQLite(t, link)
+	_, err := db.InsertEvent(ctx, newEvent("evt_before", "cus_1", t0))
+	require.NoError(t, err)
+	require.NoError(t, db.Ready(ctx))
+
+	require.NoError(t, os.Remove(target+"-wal"))
+
+	_, err = db.InsertEvent(ctx, newEvent("evt_after", "cus_1", t0))
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	require.ErrorContains(t, err, "write-ahead log "+target+"-wal was removed")
 }
 
 // inFileAlone counts the inbox rows of the SQLite file at path read as it is
