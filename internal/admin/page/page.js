@@ -55,19 +55,23 @@ async function get(path) {
 }
 
 async function call(method, path, payload) {
-  const headers = { Authorization: "Bearer " + sessionStorage.getItem("orderhook-token") };
+  const token = sessionStorage.getItem("orderhook-token");
+  const headers = { Authorization: "Bearer " + token };
   const init = { method, headers };
   if (payload !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(payload);
   }
   const res = await fetch(api + path, init);
-  const body = await res.json();
   if (res.status === 401) {
-    sessionStorage.removeItem("orderhook-token");
-    sessionStorage.setItem("orderhook-refused", "1");
+    // A refresh sent with a token given up since says nothing of the new one.
+    if (sessionStorage.getItem("orderhook-token") === token) {
+      sessionStorage.removeItem("orderhook-token");
+      sessionStorage.setItem("orderhook-refused", "1");
+    }
     throw new Error("unauthorized");
   }
+  const body = await res.json();
   if (!res.ok) throw new Error(body.title + ": " + body.detail);
   return body;
 }
