@@ -1,8 +1,9 @@
 // Package admin serves orderhook's operator JSON API under /admin/api/: the
 // inbox status, event listings and details, replays and discards — the same
 // operations as the `orderhook status`, `events` and `dead` commands — and a
-// web page at /admin/ over it, which replays and discards dead events too. Every API request needs the
-// configured bearer token; there is no handler without one.
+// web page at /admin/ over it, which replays and discards dead events too.
+// Every API request needs the configured bearer token; there is no handler
+// without one.
 package admin
 
 import (
