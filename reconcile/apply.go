@@ -2,12 +2,12 @@ package reconcile
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/orderhook/orderhook/internal/jsonfield"
 	"github.com/orderhook/orderhook/internal/stripeevent"
 	"github.com/orderhook/orderhook/store"
 )
@@ -37,33 +37,14 @@ func builtinApplier(ev store.Event) applier {
 	return nil
 }
 
+// customerObject is the customer a customer.* event carries. A deletion cut
+// down to {id, object, deleted} leaves its email and name out; a full one
+// sends a name the customer removed as null.
 type customerObject struct {
-	Email    field `json:"email"`
-	Name     field `json:"name"`
-	Deleted  bool  `json:"deleted"`
-	Livemode bool  `json:"livemode"`
-}
-
-// field is a string field of an object that tells "left out" from "sent",
-// null included: a deletion cut down to {id, object, deleted} leaves the
-// customer's fields out, a full one sends a name the customer removed as
-// null.
-type field struct {
-	sent  bool
-	value string // "" for null
-}
-
-// UnmarshalJSON records that the field was sent, and its string or null.
-func (f *field) UnmarshalJSON(b []byte) error {
-	var v *string
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	f.sent = true
-	if v != nil {
-		f.value = *v
-	}
-	return nil
+	Email    jsonfield.Field[string] `json:"email"`
+	Name     jsonfield.Field[string] `json:"name"`
+	Deleted  bool                    `json:"deleted"`
+	Livemode bool                    `json:"livemode"`
 }
 
 func applyCustomer(ctx context.Context, tx *store.Tx, ev store.Event) (string, error) {
@@ -84,7 +65,7 @@ func applyCustomer(ctx context.Context, tx *store.Tx, ev store.Event) (string, e
 	}
 	c := store.Customer{
 		ID: ev.CustomerID, Deleted: deleted, Livemode: obj.Livemode,
-		Email: text(obj.Email.value), Name: text(obj.Name.value), LastEvent: lastEvent(ev),
+		Email: text(obj.Email.Value), Name: text(obj.Name.Value), LastEvent: lastEvent(ev),
 	}
 	if deleted && found {
 		// A tombstone keeps what the deletion leaves out; what it sends,
@@ -242,9 +223,9 @@ func text(s string) string { return strings.ReplaceAll(s, "\x00", "\uFFFD") }
 
 // keep returns the field's value when it was sent (null as ""), or old
 // when it was left out.
-func keep(f field, old string) string {
-	if !f.sent {
+func keep(f jsonfield.Field[string], old string) string {
+	if !f.Sent {
 		return old
 	}
-	return text(f.value)
+	return text(f.Value)
 }

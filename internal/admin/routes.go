@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/orderhook/orderhook/internal/jsonfield"
 	"github.com/orderhook/orderhook/store"
 )
 
@@ -128,30 +129,14 @@ func (h *handler) replayEvent(w http.ResponseWriter, r *http.Request) {
 // deadReplayRequest is the body of POST dead/replay: ids, or all with an
 // optional filter.
 type deadReplayRequest struct {
-	IDs        []string       `json:"ids"`
-	All        bool           `json:"all"`
-	Types      sent[[]string] `json:"types"`
-	CustomerID sent[string]   `json:"customer_id"`
-	Since      sent[string]   `json:"since"`
-	Until      sent[string]   `json:"until"`
-	DryRun     bool           `json:"dry_run"`
-	Reason     string         `json:"reason"`
-}
-
-// sent is a request field that tells "left out" from "sent", JSON null
-// included: a filter sent null is refused, not taken as no filter.
-type sent[T any] struct {
-	ok, null bool
-	value    T
-}
-
-// UnmarshalJSON records that the field was sent, and whether as null.
-func (f *sent[T]) UnmarshalJSON(b []byte) error {
-	f.ok, f.null = true, string(b) == "null"
-	if f.null {
-		return nil
-	}
-	return json.Unmarshal(b, &f.value)
+	IDs        []string                  `json:"ids"`
+	All        bool                      `json:"all"`
+	Types      jsonfield.Field[[]string] `json:"types"`
+	CustomerID jsonfield.Field[string]   `json:"customer_id"`
+	Since      jsonfield.Field[string]   `json:"since"`
+	Until      jsonfield.Field[string]   `json:"until"`
+	DryRun     bool                      `json:"dry_run"`
+	Reason     string                    `json:"reason"`
 }
 
 // filter returns the request's filter as query values, the keys parseFilter
@@ -159,23 +144,23 @@ func (f *sent[T]) UnmarshalJSON(b []byte) error {
 // an error: taken as no filter, it would widen "all" to every dead event.
 func (req *deadReplayRequest) filter() (url.Values, error) {
 	q := url.Values{}
-	if t := req.Types; t.ok {
-		if t.null || len(t.value) == 0 || slices.ContainsFunc(t.value, func(t string) bool { return strings.Trim(t, " ,") == "" }) {
+	if t := req.Types; t.Sent {
+		if t.Null || len(t.Value) == 0 || slices.ContainsFunc(t.Value, func(t string) bool { return strings.Trim(t, " ,") == "" }) {
 			return nil, badRequest{errors.New(`"types" is null, empty or has a blank entry: name each type, or leave "types" out to replay every dead event`)}
 		}
-		q["type"] = t.value
+		q["type"] = t.Value
 	}
 	for _, f := range []struct {
 		field, key string
-		value      sent[string]
+		value      jsonfield.Field[string]
 	}{{"customer_id", "customer", req.CustomerID}, {"since", "since", req.Since}, {"until", "until", req.Until}} {
-		if !f.value.ok {
+		if !f.value.Sent {
 			continue
 		}
-		if f.value.null || strings.TrimSpace(f.value.value) == "" {
+		if f.value.Null || strings.TrimSpace(f.value.Value) == "" {
 			return nil, badRequest{fmt.Errorf("%q is null or blank: give a value, or leave %q out to replay every dead event", f.field, f.field)}
 		}
-		q.Set(f.key, f.value.value)
+		q.Set(f.key, f.value.Value)
 	}
 	return q, nil
 }
